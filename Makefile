@@ -1,0 +1,75 @@
+# gr-gensemcom: every target does its own idempotent set-up on a fresh Debian bookworm machine.
+#
+#   make demo    set up, then run the main job (an end-to-end link, offline, on CPU)
+#   make test    set up, install the module, run the whole test suite
+#   make bench   set up, run the benchmarks (PHY curves and throughputs) into results/
+#   make install build and install the GNU Radio module under PREFIX (default /usr/local)
+#
+# Variables: PREFIX (install prefix), PYTHON (the interpreter the venv is made from),
+# VENV (where the venv lives), PYTEST_ARGS (extra pytest arguments).
+
+PREFIX      ?= /usr/local
+PYTHON      ?= /usr/bin/python3
+VENV        ?= .venv
+BUILD       ?= build
+PYTEST_ARGS ?=
+
+APT_PACKAGES := gnuradio gnuradio-dev cmake g++ python3-venv python3-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VPY  := $(VENV)/bin/python
+PIP  := $(VPY) -m pip --disable-pip-version-check -q
+STAMP := $(BUILD)/.stamps
+
+.PHONY: all deps venv build install test demo bench clean help
+
+all: build
+
+help:
+	@sed -n '1,12p' Makefile
+
+$(STAMP):
+	@mkdir -p $(STAMP)
+
+# Debian packages: installed only when one is missing.
+deps: | $(STAMP)
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The venv sees Debian's GNU Radio (--system-site-packages); numpy<2 is pinned by a
+# constraints file because GNU Radio 3.10.5 breaks on numpy 2.
+$(STAMP)/venv: pyproject.toml constraints.txt | deps $(STAMP)
+	@[ -x $(VPY) ] || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PIP) install -c constraints.txt setuptools wheel
+	$(PIP) install -c constraints.txt "torch==2.13.0"
+	$(PIP) install -c constraints.txt --no-build-isolation "pyldpc>=0.7.9"
+	$(PIP) install -c constraints.txt --no-build-isolation -e ".[test]"
+	@touch $@
+
+venv: deps $(STAMP)/venv
+
+$(BUILD)/CMakeCache.txt: CMakeLists.txt | deps $(STAMP)
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+
+build: venv $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) >/dev/null
+
+install: build
+	$(SUDO) cmake --install $(BUILD) >/dev/null
+	@echo "installed gnuradio.gensemcom and GRC blocks under $(PREFIX)"
+
+test: install
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(VENV)/bin/gensemcom demo
+
+bench: venv
+	$(VENV)/bin/gensemcom bench --out results/bench
+
+clean:
+	rm -rf $(BUILD)
