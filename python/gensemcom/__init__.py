@@ -15,14 +15,15 @@ _BLOCKS = {
     "digital_tx": "digital_tx",
     "digital_rx": "digital_rx",
     "analog_mapper": "analog_mapper",
-    "analog_demapper": "analog_demapper",
+    "analog_demapper": "analog_mapper",
     "pdu_channel": "pdu_channel",
     "pilot_inserter": "pilots",
-    "pilot_equalizer": "pilots",
+    "equalizer": "pilots",
+    "burst_framer": "stream_glue",
+    "burst_tx": "stream_glue",
+    "burst_rx": "stream_glue",
     "stream_channel": "stream_channel",
-    "pdu_to_stream": "stream_glue",
-    "stream_to_pdu": "stream_glue",
-    "pdu_counter": "pdu_counter",
+    "inference_call": "inference_call",
 }
 
 __all__ = sorted(_BLOCKS)
