@@ -2,39 +2,27 @@
 
 Importable as ``gensemcom`` (pip) and as ``gnuradio.gensemcom`` (CMake install).
 The pure-Python core (``phy``, ``systems``, ``models``, ``worker``, ``eval``) never
-imports GNU Radio; the GNU Radio blocks are exported here lazily, so
-``from gnuradio import gensemcom; gensemcom.digital_tx(...)`` works in GRC-generated
-code while ``import gensemcom.phy`` works on a machine without GNU Radio.
+imports GNU Radio. The GNU Radio blocks are exported here, gr_modtool style, when GNU
+Radio is importable; on a machine without it (a GPU host running only the inference
+worker) the core still imports.
 """
-import importlib
-
 __version__ = "0.1.0"
 
-# block name -> module that defines it (one module per block, gr_modtool style)
-_BLOCKS = {
-    "digital_tx": "digital_tx",
-    "digital_rx": "digital_rx",
-    "analog_mapper": "analog_mapper",
-    "analog_demapper": "analog_mapper",
-    "pdu_channel": "pdu_channel",
-    "pilot_inserter": "pilots",
-    "equalizer": "pilots",
-    "burst_framer": "stream_glue",
-    "burst_tx": "stream_glue",
-    "burst_rx": "stream_glue",
-    "stream_channel": "stream_channel",
-    "inference_call": "inference_call",
-}
+try:
+    from gnuradio import gr as _gr  # noqa: F401
+except ImportError:  # no GNU Radio: the core and the worker still work
+    _gr = None
 
-__all__ = sorted(_BLOCKS)
+if _gr is not None:
+    from .analog_mapper import analog_demapper, analog_mapper
+    from .digital_rx import digital_rx
+    from .digital_tx import digital_tx
+    from .pdu_channel import pdu_channel
+    from .pilots import equalizer, pilot_inserter
+    from .stream_channel import stream_channel
+    from .stream_glue import burst_framer, burst_rx, burst_tx
 
-
-def __getattr__(name):
-    if name in _BLOCKS:
-        module = importlib.import_module("." + _BLOCKS[name], __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__all__ = [
+    "analog_demapper", "analog_mapper", "burst_framer", "burst_rx", "burst_tx", "digital_rx",
+    "digital_tx", "equalizer", "pdu_channel", "pilot_inserter", "stream_channel",
+]

@@ -153,8 +153,8 @@ class counting:
 
     def stop(self) -> bool:
         c = self.counters()
-        if c["received"]:
-            self.logger.info(f"received {c['received']}, sent {c['sent']}, dropped {c['dropped']} {c['drop_reasons'] or ''}")
+        if c["dropped"]:
+            self.logger.warn(f"received {c['received']}, sent {c['sent']}, dropped {c['dropped']} {c['drop_reasons'] or ''}")
         return True
 
 

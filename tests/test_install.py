@@ -1,0 +1,42 @@
+"""The installed module: ``from gnuradio import gensemcom`` from the venv and the system Python."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+CODE = "from gnuradio import gensemcom; print(gensemcom.__file__); gensemcom.digital_tx(modulation=4)"
+
+
+def _installed():
+    r = subprocess.run(["/usr/bin/python3", "-c", "import gnuradio.gensemcom"], capture_output=True)
+    return r.returncode == 0
+
+
+needs_install = pytest.mark.skipif(not os.path.exists("/usr/bin/python3") or not _installed(),
+                                   reason="gr-gensemcom is not installed (run `make install`)")
+
+
+@needs_install
+@pytest.mark.parametrize("python", [sys.executable, "/usr/bin/python3"])
+def test_from_gnuradio_import_gensemcom(python):
+    r = subprocess.run([python, "-c", CODE], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    assert "gnuradio/gensemcom/__init__.py" in r.stdout
+
+
+@needs_install
+def test_installed_grc_blocks_found_by_grc():
+    if not shutil.which("grcc"):
+        pytest.skip("grcc not installed")
+    paths = subprocess.run(["/usr/bin/python3", "-c",
+                            "from gnuradio import gr; from gnuradio.grc.core.Config import Config; "
+                            "print(':'.join(Config(version='3.10', prefs=gr.prefs()).block_paths))"],
+                           capture_output=True, text=True)
+    assert paths.returncode == 0, paths.stderr
+    found = [p for p in paths.stdout.strip().split(":")
+             if os.path.exists(os.path.join(p, "gensemcom_digital_tx.block.yml"))]
+    assert found, f"GRC block paths {paths.stdout!r} hold no gensemcom blocks"
