@@ -93,10 +93,12 @@ def run_phy_ber(args) -> int:
             label = f"{m}-QAM {code.name} ({code.backend})"
         pts = B.sweep(esn0s, point, progress=not args.quiet, desc=label)
         curves[label] = pts
+        gaps = [abs(p.ber_rel_gap) for p in pts if p.ber_rel_gap is not None and p.ber_theory >= 1e-4]
         report.append({"label": label, "modulation": m, "channel": args.channel,
                        "code": None if code is None else {"name": code.name, "backend": code.backend,
                                                            "n": code.n, "k": code.k, "rate": code.rate},
                        "llr": args.llr, "snr_convention": "Es/N0 per complex symbol, Es=1",
+                       "max_abs_rel_gap_where_ber_ge_1e-4": max(gaps) if gaps else None,
                        "points": [p.to_dict() for p in pts]})
     if args.plot:
         B.plot_curves(curves, args.plot, title=f"{args.channel.upper()}",
@@ -111,6 +113,9 @@ def run_phy_ber(args) -> int:
                 gap = None if p["ber_rel_gap"] is None else 100 * p["ber_rel_gap"]
                 print(f"{p['esn0_db']:7.2f} {p['ebn0_db']:7.2f} {_fmt(p['ber']):>10} {_fmt(p['ber_theory']):>10} "
                       f"{_fmt(gap, '+.1f') + ('%' if gap is not None else ''):>8} {_fmt(p['bler']):>10} {p['bits']:>10}")
+            g = r["max_abs_rel_gap_where_ber_ge_1e-4"]
+            if g is not None:
+                print(f"largest |BER - theory| / theory where theory >= 1e-4: {100 * g:.2f}%")
         if args.plot:
             print(f"\nplot: {args.plot}")
     return 0

@@ -2,7 +2,7 @@
 import numpy as np
 
 from .pdu_utils import (KEY_CRC_OK, KEY_CSI, KEY_EQUALIZED, KEY_FAILED_BLOCKS, KEY_N_BLOCKS,
-                        KEY_NOISE_VAR, PduError, meta_get, meta_set, pdu_block)
+                        KEY_NOISE_VAR, PduError, meta_del, meta_get, meta_set, pdu_block)
 from .phy.digital import DigitalLink, estimate_noise_var
 
 
@@ -15,7 +15,8 @@ class digital_rx(pdu_block):
     from the ``noise_var`` parameter when positive, else it is estimated blindly from
     the distance to the nearest constellation point.
 
-    Output metadata: ``crc_ok`` (bool), ``failed_blocks`` (indices), ``n_blocks``.
+    Output metadata: the input's, less the symbol-level ``noise_var``/``csi``/
+    ``equalized``, plus ``crc_ok`` (bool), ``failed_blocks`` (indices), ``n_blocks``.
     A frame that fails its CRC is forwarded flagged (``crc_ok`` False), or dropped and
     counted when ``drop_failed`` is set; it is never passed on unflagged.
 
@@ -28,6 +29,7 @@ class digital_rx(pdu_block):
             none; <= 0 means estimate it.
         max_iter (int): LDPC decoder iterations (0: backend default).
         drop_failed (bool): drop frames whose CRC fails instead of flagging them.
+        max_blocks (int): bursts carrying more code blocks are dropped.
     """
 
     in_kind, out_kind = "c32", "u8"
@@ -61,6 +63,9 @@ class digital_rx(pdu_block):
         if nv.ndim and nv.size != y.size:
             raise PduError(f"noise_var has {nv.size} values for {y.size} symbols")
         res = self.link.receive(y, np.maximum(nv, 1e-9))
+        # symbol-level entries describe the input, not the decoded bytes
+        for key in (KEY_NOISE_VAR, KEY_EQUALIZED, KEY_CSI):
+            meta = meta_del(meta, key)
         meta = meta_set(meta, KEY_CRC_OK, bool(res.crc_ok))
         meta = meta_set(meta, KEY_FAILED_BLOCKS, list(res.failed_blocks))
         meta = meta_set(meta, KEY_N_BLOCKS, res.n_blocks)

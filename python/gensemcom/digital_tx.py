@@ -14,7 +14,8 @@ class digital_tx(pdu_block):
 
     Args:
         modulation (int): QAM order, 4, 16, 64 or 256.
-        backend (str): LDPC backend ("default", "numba", "pyldpc", "grfec") or "none".
+        backend (str): LDPC backend ("default", "numba", "numpy", "pyldpc", "grfec") or
+            "none" (uncoded).
         code_rate (str): LDPC code rate, e.g. "1/2".
         max_blocks (int): payloads needing more code blocks are dropped.
     """

@@ -1,0 +1,292 @@
+"""GRC integration: the block YAML files in grc/ and the example flowgraphs in examples/.
+
+* every ``examples/*.grc`` compiles with ``grcc`` against the repository's ``grc/``
+  directory, and the committed generated ``examples/*.py`` is what ``grcc`` makes now;
+* every ``grc/*.block.yml`` loads in GRC, sits under ``[GenSemCom]``, documents every
+  parameter, passes every argument by name, and its parameter ids are the block
+  constructor's arguments (with the same defaults);
+* the rendered ``make`` code builds the block with its GRC defaults, and the
+  message ports the YAML declares exist on the block.
+
+grcc and GRC are pointed at the repository's ``grc/`` only: any installed copy of
+the gensemcom YAML files (``make install`` puts them in a global block path, where
+they would overwrite ours) is taken out of the search path.
+"""
+import ast
+import glob
+import importlib
+import inspect
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+yaml = pytest.importorskip("yaml")
+
+GRC_DIR = ROOT / "grc"
+EXAMPLES_DIR = ROOT / "examples"
+BLOCK_FILES = sorted(GRC_DIR.glob("*.block.yml"))
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.grc"))
+GRCC = shutil.which("grcc")
+
+needs_grcc = pytest.mark.skipif(GRCC is None, reason="grcc (GNU Radio Companion compiler) is not installed")
+
+# generated-code lines that depend on the GNU Radio installation, not on our files
+_VOLATILE = re.compile(r"^#\s*(GNU Radio version|Generated|Date)\b", re.I)
+
+
+def _load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def _ids(paths):
+    return [p.name for p in paths]
+
+
+def _block_name(data):
+    assert data["id"].startswith("gensemcom_"), data["id"]
+    return data["id"][len("gensemcom_"):]
+
+
+def _grc_block_paths(var, default=""):
+    """A GRC block path setting with the directories that hold gensemcom YAML removed."""
+    try:
+        from gnuradio import gr
+        value = gr.prefs().get_string("grc", var, default)
+    except ImportError:
+        value = default
+    keep = []
+    for p in value.split(os.pathsep):
+        if not p:
+            continue
+        d = os.path.normpath(os.path.expanduser(os.path.expandvars(p)))
+        if d != os.path.normpath(GRC_DIR) and glob.glob(os.path.join(d, "gensemcom_*.yml")):
+            continue  # an installed (possibly stale) copy of our blocks
+        keep.append(p)
+    return os.pathsep.join(keep)
+
+
+@pytest.fixture(scope="module")
+def grc_env(tmp_path_factory):
+    """Environment in which GRC sees our grc/ and the stock blocks, nothing else of ours."""
+    env = dict(os.environ)
+    env["GRC_BLOCKS_PATH"] = str(GRC_DIR)
+    # gr::prefs reads GR_CONF_<SECTION>_<OPTION> before the config files
+    env["GR_CONF_GRC_GLOBAL_BLOCKS_PATH"] = _grc_block_paths("global_blocks_path", "/usr/share/gnuradio/grc/blocks")
+    env["GR_CONF_GRC_LOCAL_BLOCKS_PATH"] = _grc_block_paths("local_blocks_path")
+    env["GRC_HIER_PATH"] = str(tmp_path_factory.mktemp("grc_hier"))
+    return env
+
+
+def _grcc(grc_file, out_dir, env):
+    r = subprocess.run([GRCC, "-o", str(out_dir), str(grc_file)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    log = r.stdout + r.stderr
+    generated = Path(out_dir) / (_load(grc_file)["options"]["parameters"]["id"] + ".py")
+    return r.returncode, log, generated
+
+
+# ---------------------------------------------------------------- examples
+
+
+def test_there_are_examples_and_blocks():
+    assert EXAMPLES, "no examples/*.grc"
+    assert BLOCK_FILES, "no grc/*.block.yml"
+
+
+@needs_grcc
+@pytest.mark.parametrize("grc_file", EXAMPLES, ids=_ids(EXAMPLES))
+def test_example_compiles_with_grcc(grc_file, tmp_path, grc_env):
+    rc, log, generated = _grcc(grc_file, tmp_path, grc_env)
+    assert rc == 0 and "Error" not in log, log
+    assert generated.is_file(), f"grcc did not write {generated.name}:\n{log}"
+    assert "overwritten by" not in log, f"another copy of a block shadows ours:\n{log}"
+    code = generated.read_text()
+    compile(code, str(generated), "exec")
+    assert "from gnuradio import gensemcom" in code
+
+
+@needs_grcc
+@pytest.mark.parametrize("grc_file", EXAMPLES, ids=_ids(EXAMPLES))
+def test_committed_example_py_is_up_to_date(grc_file, tmp_path, grc_env):
+    rc, log, generated = _grcc(grc_file, tmp_path, grc_env)
+    assert rc == 0, log
+    committed = EXAMPLES_DIR / generated.name
+    assert committed.is_file(), f"{committed.name} is not committed next to {grc_file.name}"
+
+    def lines(p):
+        return [ln for ln in p.read_text().splitlines() if not _VOLATILE.match(ln)]
+
+    assert lines(committed) == lines(generated), (
+        f"{committed.name} is stale: regenerate with "
+        f"`GRC_BLOCKS_PATH=grc grcc -o examples examples/{grc_file.name}`")
+
+
+@pytest.mark.parametrize("grc_file", EXAMPLES, ids=_ids(EXAMPLES))
+def test_example_is_headless_and_takes_snr(grc_file):
+    data = _load(grc_file)
+    opts = data["options"]["parameters"]
+    assert opts["generate_options"] == "no_gui"
+    assert opts["id"] == grc_file.stem
+    params = {b["name"]: b for b in data["blocks"] if b["id"] == "parameter"}
+    assert "snr_db" in params, "examples take --snr-db on the command line"
+    assert params["snr_db"]["parameters"]["type"], "snr_db must have a type to become a CLI option"
+    ids = {b["id"] for b in data["blocks"]}
+    assert not any(i.startswith("qtgui_") for i in ids), "examples must run without a screen"
+
+
+# ---------------------------------------------------------------- block YAML
+
+
+def test_tree_lists_every_block():
+    tree = _load(GRC_DIR / "gensemcom.tree.yml")
+    assert list(tree) == ["[GenSemCom]"]
+    listed = {b for group in tree["[GenSemCom]"] for blocks in group.values() for b in blocks}
+    defined = {}
+    for f in BLOCK_FILES:
+        data = _load(f)
+        defined[data["id"]] = data["category"].split("/", 1)[1]
+    assert listed == set(defined)
+    for group in tree["[GenSemCom]"]:
+        (name, blocks), = group.items()
+        for b in blocks:
+            assert defined[b] == name, f"{b}: category {defined[b]!r} but listed under {name!r}"
+
+
+@pytest.mark.parametrize("path", BLOCK_FILES, ids=_ids(BLOCK_FILES))
+def test_block_yaml_structure(path):
+    data = _load(path)
+    assert data["file_format"] == 1
+    assert path.name == data["id"] + ".block.yml"
+    assert str(data["category"]).startswith("[GenSemCom]"), data["category"]
+    assert data.get("label")
+    assert data["templates"]["imports"].strip() == "from gnuradio import gensemcom"
+    name = _block_name(data)
+    make = data["templates"]["make"]
+    assert re.match(rf"\s*gensemcom\.{name}\(", make), make
+
+    params = [p["id"] for p in data.get("parameters", [])]
+    assert len(params) == len(set(params))
+    # every argument by name: each ${x} in make is written x=${x}, and each parameter is used
+    for ref in re.finditer(r"\$\{\s*(\w+)[^}]*\}", make):
+        before = make[:ref.start()]
+        assert re.search(rf"\b{ref.group(1)}\s*=\s*$", before), f"{ref.group(0)} is not passed by name"
+    for pid in params:
+        assert re.search(rf"\b{pid}\s*=\s*\$\{{\s*{pid}\s*\}}", make), f"{pid} is not passed as {pid}=${{{pid}}}"
+
+    doc = data.get("documentation") or ""
+    assert doc.strip(), "no documentation section"
+    for pid in params:
+        assert re.search(rf"\b{re.escape(pid)}\b", doc), f"documentation does not mention parameter {pid}"
+    for port in data.get("inputs", []) + data.get("outputs", []):
+        if port.get("domain") == "message":
+            assert re.search(rf"\b{port['id']}\b", doc), f"documentation does not mention port {port['id']}"
+        else:
+            assert port.get("dtype") == "complex", port
+
+
+def _block_class(name):
+    """The block class as GRC-generated code reaches it (``gensemcom.<name>``), or skip."""
+    gensemcom = pytest.importorskip("gensemcom")
+    try:
+        obj = getattr(gensemcom, name)
+    except (AttributeError, ImportError) as e:
+        try:
+            module = importlib.import_module(f"gensemcom.{name}")
+        except ImportError:
+            pytest.skip(f"block {name!r} is not importable here: {e}")
+        pytest.fail(f"module gensemcom.{name} imports but the package does not export the block "
+                    f"{name!r}, so GRC's `gensemcom.{name}(...)` fails ({module})")
+    if not inspect.isclass(obj):
+        pytest.fail(f"gensemcom.{name} is {obj!r}, not the block class: the package must export the "
+                    f"class (and keep it exported after its submodule is imported), or GRC's "
+                    f"`gensemcom.{name}(...)` fails")
+    return obj
+
+
+@pytest.mark.parametrize("path", BLOCK_FILES, ids=_ids(BLOCK_FILES))
+def test_block_yaml_matches_constructor(path):
+    data = _load(path)
+    name = _block_name(data)
+    cls = _block_class(name)
+    # a second lookup must give the class too (GRC code may instantiate a block twice)
+    assert getattr(importlib.import_module("gensemcom"), name) is cls
+    sig = inspect.signature(cls.__init__)
+    args = {k: v for k, v in sig.parameters.items()
+            if k != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
+    params = {p["id"]: p for p in data.get("parameters", [])}
+    assert set(params) == set(args), (f"YAML parameters {sorted(params)} != "
+                                      f"{cls.__name__}.__init__ arguments {sorted(args)}")
+    for pid, p in params.items():
+        default = args[pid].default
+        if default is inspect.Parameter.empty or "default" not in p:
+            continue
+        if p["dtype"] == "string":
+            assert str(p["default"]) == default, f"{pid}: YAML default {p['default']!r} != {default!r}"
+        elif p["dtype"] in ("int", "real", "bool"):
+            assert ast.literal_eval(str(p["default"])) == default, \
+                f"{pid}: YAML default {p['default']!r} != {default!r}"
+
+
+# ---------------------------------------------------------------- in GRC itself
+
+
+@pytest.fixture(scope="module")
+def grc_platform(grc_env):
+    gr = pytest.importorskip("gnuradio.gr")
+    pytest.importorskip("gnuradio.grc.core.platform")
+    from gnuradio.grc.core.platform import Platform
+
+    saved = dict(os.environ)
+    os.environ.update(grc_env)
+    try:
+        platform = Platform(name="GNU Radio Companion Compiler", prefs=gr.prefs(), version=gr.version(),
+                            version_parts=(gr.major_version(), gr.api_version(), gr.minor_version()))
+        platform.build_library()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return platform
+
+
+@pytest.mark.parametrize("path", BLOCK_FILES, ids=_ids(BLOCK_FILES))
+def test_block_loads_in_grc_and_make_builds_it(path, grc_platform):
+    data = _load(path)
+    assert data["id"] in grc_platform.blocks, f"GRC did not load {path.name}"
+    fg = grc_platform.make_flow_graph()
+    block = fg.new_block(data["id"])
+    block.params["id"].set_value("blk")
+    fg.rewrite()
+    fg.validate()
+    errors = [m for _, m in block.iter_error_messages() if "not connected" not in m]
+    assert not errors, errors
+    make = block.templates.render("make")
+    callbacks = block.templates.render("callbacks") or []
+    compile(make, path.name, "eval")
+
+    name = _block_name(data)
+    cls = _block_class(name)
+    gensemcom = importlib.import_module("gensemcom")
+    obj = eval(make, {"gensemcom": gensemcom})  # the defaults as GRC writes them
+    assert isinstance(obj, cls)
+    for cb in callbacks:  # callbacks name real methods and accept the default values
+        eval(f"blk.{cb}", {"blk": obj})
+
+    from gnuradio import gr
+    import pmt
+    if isinstance(obj, gr.hier_block2):
+        return  # hierarchical message ports are not listed by message_ports_in/out
+    ins = {str(p) for p in pmt.to_python(obj.message_ports_in())}
+    outs = {str(p) for p in pmt.to_python(obj.message_ports_out())}
+    for port in data.get("inputs", []):
+        if port.get("domain") == "message":
+            assert port["id"] in ins, f"{name} has no message input {port['id']!r} (has {sorted(ins)})"
+    for port in data.get("outputs", []):
+        if port.get("domain") == "message":
+            assert port["id"] in outs, f"{name} has no message output {port['id']!r} (has {sorted(outs)})"
