@@ -17,6 +17,7 @@ if _gr is not None:
     from .analog_mapper import analog_demapper, analog_mapper
     from .digital_rx import digital_rx
     from .digital_tx import digital_tx
+    from .inference_call import inference_call
     from .pdu_channel import pdu_channel
     from .pilots import equalizer, pilot_inserter
     from .stream_channel import stream_channel
@@ -24,5 +25,5 @@ if _gr is not None:
 
 __all__ = [
     "analog_demapper", "analog_mapper", "burst_framer", "burst_rx", "burst_tx", "digital_rx",
-    "digital_tx", "equalizer", "pdu_channel", "pilot_inserter", "stream_channel",
+    "digital_tx", "equalizer", "inference_call", "pdu_channel", "pilot_inserter", "stream_channel",
 ]
