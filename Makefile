@@ -14,7 +14,7 @@ VENV        ?= .venv
 BUILD       ?= build
 PYTEST_ARGS ?=
 
-APT_PACKAGES := gnuradio gnuradio-dev cmake g++ python3-venv python3-dev
+APT_PACKAGES := gnuradio gnuradio-dev cmake g++ python3-venv python3-dev python3-msgpack python3-tqdm
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VPY  := $(VENV)/bin/python
 PIP  := $(VPY) -m pip --disable-pip-version-check -q
