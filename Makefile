@@ -74,7 +74,7 @@ bench: venv
 	$(VENV)/bin/gensemcom phy-ber -m 4,16,64,256 --snrs 0:30:1 --min-errors 10000 --max-bits 2e8 \
 	  --json --plot $(BENCH)/ber_uncoded_awgn.png > $(BENCH)/ber_uncoded_awgn.json
 	$(VPY) bench/ldpc_bench.py --json $(BENCH)/ldpc.json
-	$(VPY) bench/worker_bench.py --json $(BENCH)/worker.json
+	$(VPY) bench/worker_bench.py --out $(BENCH)/worker.json
 	@echo "results in $(BENCH)/"
 
 clean:

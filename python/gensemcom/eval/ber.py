@@ -165,7 +165,7 @@ def plot_curves(curves: dict, path: str, title: str = "", x: str = "esn0_db") ->
             ax.semilogy(xs, [p.bler if p.bler > 0 else np.nan for p in pts], "s:", color=color, label=f"{label} BLER")
     ax.set_xlabel("Es/N0 (dB)" if x == "esn0_db" else "Eb/N0 (dB)")
     ax.set_ylabel("error rate")
-    ax.set_ylim(bottom=1e-6)
+    ax.set_ylim(1e-6, 1.0)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title(title)
