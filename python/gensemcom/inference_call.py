@@ -6,18 +6,15 @@ scheduler thread and a slow or dead worker never stalls the flowgraph.
 """
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import pmt
-from gnuradio import gr
 
-from .worker.client import WorkerClient, WorkerError, WorkerUnavailable
-
-_STOP = object()
+from .pdu_utils import PduError
+from .worker.client import WorkerError
+from .worker_block import worker_block
 
 # uniform vector PMT type -> (elements getter, numpy dtype), for the dtypes the wire format carries
 _PMT_TO_NUMPY = (
@@ -39,7 +36,7 @@ _NUMPY_TO_PMT = {
 _SHAPE = pmt.intern("shape")
 
 
-class BadPdu(ValueError):
+class BadPdu(PduError):
     """The input message is not a usable PDU."""
 
 
@@ -113,7 +110,7 @@ def _shape_from_meta(meta: Any) -> Optional[Tuple[int, ...]]:
         raise BadPdu(f"metadata 'shape' is not a list of ints: {val}") from None
 
 
-class inference_call(gr.basic_block):
+class inference_call(worker_block):
     """Call an inference-worker method on each PDU, off the scheduler thread.
 
     Inputs:
@@ -147,120 +144,29 @@ class inference_call(gr.basic_block):
     def __init__(self, address: str = "", method: str = "echo", profile: str = "tiny", timeout_ms: int = 5000,
                  retries: int = 2, queue_size: int = 16, input_name: str = "x", output_name: str = "",
                  shape: Sequence[int] = (), curve_keys: str = ""):
-        gr.basic_block.__init__(self, name="inference_call", in_sig=None, out_sig=None)
-        if timeout_ms <= 0 or retries < 0 or queue_size < 1:
-            raise ValueError("timeout_ms > 0, retries >= 0 and queue_size >= 1 are required")
-        self.address = address
+        worker_block.__init__(self, "inference_call", address, profile, timeout_ms, retries, queue_size, curve_keys)
         self.method = method
-        self.profile = profile
-        self.timeout_ms = int(timeout_ms)
-        self.retries = int(retries)
         self.input_name = input_name
         self.output_name = output_name
         self.shape = tuple(int(d) for d in shape) if shape else ()
-        self.curve_keys = curve_keys or None
-        self.n_in = self.n_out = self.n_dropped = self.n_errors = 0
-        self._queue: "queue.Queue[Any]" = queue.Queue(maxsize=int(queue_size))
-        self._thread: Optional[threading.Thread] = None
-        self._client: Optional[WorkerClient] = None
-        self._count_lock = threading.Lock()
-        self._port_out = pmt.intern("out")
-        self.message_port_register_in(pmt.intern("in"))
-        self.message_port_register_out(self._port_out)
-        self.set_msg_handler(pmt.intern("in"), self._on_pdu)
 
-    # ------------------------------------------------------------------ GNU Radio hooks
-    def start(self) -> bool:
-        """Start the worker-calling thread."""
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="inference_call", daemon=True)
-            self._thread.start()
-        return True
-
-    def stop(self) -> bool:
-        """Stop the thread (pending PDUs are discarded) and close the client."""
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            while True:  # make room for the stop marker
-                try:
-                    self._queue.put_nowait(_STOP)
-                    break
-                except queue.Full:
-                    try:
-                        self._queue.get_nowait()
-                    except queue.Empty:
-                        pass
-            thread.join(self.timeout_ms / 1e3 * (self.retries + 1) + 5.0)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        return True
-
-    # ------------------------------------------------------------------ counters
-    def _count(self, name: str) -> None:
-        with self._count_lock:
-            setattr(self, name, getattr(self, name) + 1)
-
-    def stats(self) -> dict:
-        """Block counters plus the client's statistics (once connected)."""
-        out = {"in": self.n_in, "out": self.n_out, "dropped": self.n_dropped, "errors": self.n_errors,
-               "queued": self._queue.qsize()}
-        if self._client is not None:
-            out["client"] = self._client.stats()
-        return out
-
-    # ------------------------------------------------------------------ handler (scheduler thread)
-    def _on_pdu(self, msg: Any) -> None:
-        self._count("n_in")
-        try:
-            meta, arr = pdu_to_array(msg)
-            shape = _shape_from_meta(meta) or self.shape
-            if shape:
-                try:
-                    arr = arr.reshape(shape)
-                except ValueError:
-                    raise BadPdu(f"cannot reshape {arr.size} elements to {list(shape)}") from None
-            self._queue.put_nowait((meta, arr, time.perf_counter()))
-        except BadPdu as exc:
-            self._count("n_dropped")
-            self.logger.warn(f"dropping PDU: {exc}")
-        except queue.Full:
-            self._count("n_dropped")
-            self.logger.warn(f"dropping PDU: queue full ({self._queue.maxsize} waiting for the worker)")
-        except Exception as exc:  # never raise inside a message handler
-            self._count("n_dropped")
-            self.logger.error(f"dropping PDU: unexpected {type(exc).__name__}: {exc}")
-
-    # ------------------------------------------------------------------ worker thread
-    def _connect(self) -> WorkerClient:
-        if self._client is None:
-            self._client = WorkerClient(self.address or None, profile=self.profile, timeout_ms=self.timeout_ms,
-                                        retries=self.retries, curve_keys=self.curve_keys)
-            self.logger.info(f"calling {self.method} at {self._client.address}")
-        return self._client
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            meta, arr, t_in = item
+    def prepare(self, msg: Any):
+        meta, arr = pdu_to_array(msg)
+        shape = _shape_from_meta(meta) or self.shape
+        if shape:
             try:
-                reply = self._connect().call(self.method, {self.input_name: arr})
-                if not reply.arrays:
-                    raise WorkerError("empty_reply", "reply carries no array", self.method)
-                name = self.output_name or next(iter(reply.arrays))
-                if name not in reply.arrays:
-                    raise WorkerError("no_output", f"reply has no array {name!r} (has {list(reply.arrays)})",
-                                      self.method)
-                meta = pmt.dict_add(meta, pmt.intern("method"), pmt.intern(self.method))
-                meta = pmt.dict_add(meta, pmt.intern("latency_ms"),
-                                    pmt.from_double((time.perf_counter() - t_in) * 1e3))
-                self.message_port_pub(self._port_out, array_to_pdu(meta, reply.arrays[name]))
-                self._count("n_out")
-            except (WorkerError, WorkerUnavailable, BadPdu) as exc:
-                self._count("n_errors")
-                self.logger.error(f"{self.method} failed, PDU dropped: {exc}")
-            except Exception as exc:  # the thread must survive anything
-                self._count("n_errors")
-                self.logger.error(f"{self.method} failed, PDU dropped: {type(exc).__name__}: {exc}")
+                arr = arr.reshape(shape)
+            except ValueError:
+                raise BadPdu(f"cannot reshape {arr.size} elements to {list(shape)}") from None
+        return self.method, {self.input_name: arr}, None, meta
+
+    def finish(self, reply, state):
+        meta, t_in = state
+        if not reply.arrays:
+            raise WorkerError("empty_reply", "reply carries no array", self.method)
+        name = self.output_name or next(iter(reply.arrays))
+        if name not in reply.arrays:
+            raise WorkerError("no_output", f"reply has no array {name!r} (has {list(reply.arrays)})", self.method)
+        meta = pmt.dict_add(meta, pmt.intern("method"), pmt.intern(self.method))
+        meta = pmt.dict_add(meta, pmt.intern("latency_ms"), pmt.from_double((time.perf_counter() - t_in) * 1e3))
+        return array_to_pdu(meta, reply.arrays[name])
