@@ -149,13 +149,17 @@ def test_unreachable_worker_and_full_queue(worker):
     assert fg.blk.n_out == 0 and fg.blk.n_errors >= 1 and fg.blk.n_dropped >= 1
 
 
-def test_auto_started_worker_stops_with_flowgraph():
-    with Flowgraph(address="", method="echo") as fg:
-        fg.post(f32_pdu([1.5, 2.5]))
-        wait_for(lambda: fg.dbg.num_messages() == 1, timeout=60, what="reply from auto-started worker")
-        proc = fg.blk._client.local.proc
-    assert proc.poll() is not None  # stop() terminated the worker process
-    np.testing.assert_array_equal(pmt.to_python(pmt.cdr(fg.messages()[0])), [1.5, 2.5])
+def test_auto_started_worker_is_shared_and_reused():
+    from gensemcom.worker_block import shared_local_worker
+
+    addresses = []
+    for _ in range(2):  # two flowgraphs, one after the other, use the same local worker
+        with Flowgraph(address="", method="echo") as fg:
+            fg.post(f32_pdu([1.5, 2.5]))
+            wait_for(lambda: fg.dbg.num_messages() == 1, timeout=60, what="reply from auto-started worker")
+            addresses.append(fg.blk._client.address)
+        np.testing.assert_array_equal(pmt.to_python(pmt.cdr(fg.messages()[0])), [1.5, 2.5])
+    assert addresses[0] == addresses[1] == shared_local_worker()
 
 
 def test_pdu_helpers_roundtrip_dtypes():

@@ -19,9 +19,25 @@ import pmt
 from gnuradio import gr
 
 from .pdu_utils import PduError, counting
-from .worker.client import WorkerClient, WorkerError, WorkerUnavailable
+from .worker.client import LocalWorker, WorkerClient, WorkerError, WorkerUnavailable
 
 _STOP = object()
+_LOCAL_LOCK = threading.Lock()
+_LOCAL: Dict[str, LocalWorker] = {}
+
+
+def shared_local_worker() -> str:
+    """Address of this process's local worker, started on first use.
+
+    Every block without an address shares it, so an encoder and a decoder in one
+    flowgraph (or several flowgraphs run one after another) load each model once.
+    It ends with the process.
+    """
+    with _LOCAL_LOCK:
+        w = _LOCAL.get("worker")
+        if w is None or w.proc.poll() is not None:
+            w = _LOCAL["worker"] = LocalWorker()
+        return w.address
 
 
 class worker_block(counting, gr.basic_block):
@@ -32,8 +48,8 @@ class worker_block(counting, gr.basic_block):
 
     Args:
         name (str): block name.
-        address (str): worker or broker endpoint; ``''`` starts a local worker
-            process on first use (stopped with the flowgraph).
+        address (str): worker or broker endpoint; ``''`` uses this process's local
+            worker, started on first use (:func:`shared_local_worker`).
         profile (str): model profile (``tiny``, ``embedded``, ``full``).
         timeout_ms (int): per-attempt reply timeout.
         retries (int): extra attempts (fresh socket each) after a timeout.
@@ -130,7 +146,8 @@ class worker_block(counting, gr.basic_block):
     def client(self) -> WorkerClient:
         """The worker client (connecting, or starting a local worker, on first use)."""
         if self._client is None:
-            self._client = WorkerClient(self.address or None, profile=self.profile, timeout_ms=self.timeout_ms,
+            self._client = WorkerClient(self.address or shared_local_worker(), profile=self.profile,
+                                        timeout_ms=self.timeout_ms,
                                         retries=self.retries, curve_keys=self.curve_keys)
             self.logger.info(f"using the inference worker at {self._client.address}")
         return self._client

@@ -2,8 +2,8 @@
 
 ``transmit`` packs the frame's digital part (header + payload) onto CRC-32 + LDPC +
 M-QAM symbols and its analog part onto power-normalised symbols; ``channel`` applies
-AWGN or Rayleigh block fading; ``receive`` equalises (ZF for QAM, MMSE for analog
-symbols; perfect CSI or pilot LS/LMMSE) and rebuilds the frame, flagging a digital
+AWGN or Rayleigh block fading; ``receive`` equalises fading (ZF for QAM, MMSE for analog
+symbols; perfect CSI or pilot LS/LMMSE; on AWGN analog symbols arrive as x + n) and rebuilds the frame, flagging a digital
 part that failed its CRC. :func:`run_link` does all three for one image and reports
 channel uses (digital and analog separately) and timings.
 """
@@ -104,9 +104,8 @@ class FrameLink:
             return x, np.zeros(0)
         tx = self.pilots.insert(x) if self.pilots is not None else x
         out = make_channel(self.cfg.channel, snr_db, self.cfg.coherence, ch_seed)(tx)
-        if out.h is None:
-            nv = np.full(out.y.size, out.noise_var)
-            return (out.y, nv) if method == "zf" else equalize(out.y, np.ones(out.y.size), out.noise_var, method)
+        if out.h is None:  # AWGN: nothing to equalise, analog symbols arrive as x + n
+            return out.y, np.full(out.y.size, out.noise_var)
         if self.pilots is not None:
             return self.pilots.equalize(out.y, out.noise_var, self.cfg.estimator, method)
         return equalize(out.y, out.h, out.noise_var, method)

@@ -33,6 +33,7 @@ import numpy as np
 import zmq
 
 from . import methods as _builtin_methods  # noqa: F401  (registers echo, status, tiny models)
+from . import systems as _systems  # noqa: F401  (registers semantic_encode/decode and system models)
 from . import wire
 from .models import ModelStore, model_names, resolve_device
 from .registry import METHODS, CallContext, MethodRegistry, MethodSpec, RequestError
