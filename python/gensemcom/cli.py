@@ -10,11 +10,30 @@ Subcommands:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from typing import List, Optional
 
 from . import __version__
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr(active: bool = True):
+    """Send file descriptor 1 (GNU Radio's C++ logger writes there) to stderr while active."""
+    if not active:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _fmt(v, spec=".3e"):
@@ -142,8 +161,9 @@ def add_demo_parser(sub) -> None:
 def run_demo(args) -> int:
     from .demo import run_phy_demo
 
-    report = run_phy_demo(text=args.text, dim=args.dim, snr_db=args.snr, channel=args.channel,
-                          modulation=args.modulation, seed=args.seed)
+    with _stdout_to_stderr(args.json):
+        report = run_phy_demo(text=args.text, dim=args.dim, snr_db=args.snr, channel=args.channel,
+                              modulation=args.modulation, seed=args.seed)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -190,8 +210,6 @@ def add_link_parser(sub) -> None:
 
 
 def run_link_cmd(args) -> int:
-    import os
-
     from .link_flowgraph import LinkOptions, run_link
 
     opts = LinkOptions(system=args.system, profile=args.profile, images=args.image, snr_db=args.snr,
@@ -207,7 +225,8 @@ def run_link_cmd(args) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"gensemcom link: error: {e}", file=sys.stderr)
         return 2
-    report = run_link(opts)
+    with _stdout_to_stderr(args.json):  # GNU Radio logs to stdout; keep it clean for --json
+        report = run_link(opts)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "report.json"), "w") as f:
