@@ -23,6 +23,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 
 def list_images(path: str) -> List[Path]:
     """The image files at ``path`` (a file, or a folder's images sorted by name)."""
+    if not str(path).strip():
+        raise FileNotFoundError("no image path given: name an image file or a folder of images")
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
         return sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
