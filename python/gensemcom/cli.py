@@ -5,6 +5,7 @@ Subcommands:
   demo      the PHY link demo: a caption over the digital path and a vector over
             the analog path, in a real GNU Radio flowgraph
   link      an image through a semantic system and the PHY, in a real flowgraph
+  eval      every system through the PHY over SNRs and images; CSV/JSON and plots
   worker    the ZMQ inference worker (see ``gensemcom worker --help``)
 """
 from __future__ import annotations
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_phy_ber_parser(sub)
     add_demo_parser(sub)
     add_link_parser(sub)
+    from .eval import harness
+    harness.add_parser(sub)
     try:
         from .worker import cli as worker_cli
     except ImportError:
