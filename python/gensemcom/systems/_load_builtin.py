@@ -1,7 +1,7 @@
 """Imports the built-in systems so that they register themselves (see base.register_system)."""
 import importlib
 
-BUILTIN = ("deepjscc", "jpeg2000_ldpc", "prompt_only", "tisc")
+BUILTIN = ("deepjscc", "jpeg2000_ldpc", "prompt_only", "tisc")  # module names
 
 for _name in BUILTIN:
     try:

@@ -1,0 +1,226 @@
+"""Tiny RANDOM versions of BLIP captioning and Stable Diffusion, saved to disk.
+
+The ``tiny`` profile of the generative systems (:mod:`gensemcom.systems.tisc`,
+:mod:`gensemcom.systems.prompt_only`) and the tests use these. They have the same
+architectures as the real models (``BlipForConditionalGeneration`` + ``BlipProcessor``;
+``StableDiffusionPipeline`` with ``UNet2DConditionModel``, ``AutoencoderKL``,
+``CLIPTextModel``, ``CLIPTokenizer`` and a DDIM scheduler) with a few thousand random
+weights, built from configs with a fixed seed and written with ``save_pretrained``.
+The systems then load them with the **same** ``from_pretrained`` code the ``full``
+profile uses (:mod:`gensemcom.models.hf`), so a tiny run exercises the real loading,
+tokenising, captioning, textual inversion and generation paths; only the weights are
+meaningless (captions are random words, images are noise).
+
+Nothing is downloaded: the tokenizers' vocabularies are generated here (a small BERT
+WordPiece word list for BLIP; a byte-level BPE vocabulary for CLIP with every byte
+character with and without ``</w>``, the two special tokens and a few merges).
+
+The models are built once per process and cached on disk under
+``$GENSEMCOM_CACHE/tiny-hf-<key>`` (default: the system temp directory), the key
+covering this builder's version and the transformers/diffusers versions; a directory
+is written under a temporary name and renamed when complete, so concurrent processes
+never see half a model.
+
+Public API: :func:`tiny_blip_dir`, :func:`tiny_sd_dir`, :func:`build_tiny_blip`,
+:func:`build_tiny_sd`, :data:`TINY_RESOLUTION`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+from typing import Dict, Optional
+
+BUILDER_VERSION = 2
+SEED = 20251206
+TINY_RESOLUTION = 32
+"""Image side (pixels) the tiny models are built for (BLIP input and SD output)."""
+
+#: the tiny BLIP tokenizer's word list (after the special tokens)
+TINY_WORDS = (
+    "a an the of on in with and at by photo picture image man woman person people child dog cat "
+    "bird horse car bus train boat plane bike street road field grass tree trees water beach sky "
+    "house room table chair bed kitchen red blue green white black yellow small large two three "
+    "sitting standing riding walking playing holding top front next group close view"
+).split()
+
+_LOCK = threading.Lock()
+_BUILT: Dict[str, Path] = {}
+
+
+def _cache_root(root=None) -> Path:
+    import diffusers
+    import transformers
+
+    base = Path(root or os.environ.get("GENSEMCOM_CACHE") or Path(tempfile.gettempdir()) / "gensemcom-cache")
+    key = f"tiny-hf-v{BUILDER_VERSION}-tf{transformers.__version__}-df{diffusers.__version__}"
+    return base / key
+
+
+def _build_once(name: str, builder, root=None) -> Path:
+    """Build ``name`` with ``builder(tmpdir)`` unless a complete copy exists; returns its dir."""
+    with _LOCK:
+        final = _cache_root(root) / name
+        cached = _BUILT.get(str(final))
+        if cached is not None and (cached / "COMPLETE").is_file():
+            return cached
+        if not (final / "COMPLETE").is_file():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = final.parent / f".{name}-{uuid.uuid4().hex}"
+            try:
+                builder(tmp)
+                (tmp / "COMPLETE").write_text("ok\n")
+                if final.exists():  # stale or incomplete: replace it
+                    shutil.rmtree(final, ignore_errors=True)
+                try:
+                    os.replace(tmp, final)
+                except OSError:
+                    if not (final / "COMPLETE").is_file():  # not another process winning the race
+                        raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        _BUILT[str(final)] = final
+        return final
+
+
+def _seeded():
+    import torch
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(SEED)
+    return state
+
+
+# ---------------------------------------------------------------- BLIP
+def build_tiny_blip(out_dir) -> Path:
+    """Write a tiny random ``BlipForConditionalGeneration`` + ``BlipProcessor`` to ``out_dir``.
+
+    Vision: ViT with 32-wide hidden states, 2 layers, 8x8 patches of a 32x32 image.
+    Text decoder: 2 BERT layers, 32 wide, over a WordPiece vocabulary of special
+    tokens plus :data:`TINY_WORDS`, written to ``vocab.txt``.
+    """
+    import torch
+    from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessorPil,
+                              BlipProcessor)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    vocab = specials + list(dict.fromkeys(TINY_WORDS))
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tok = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, bos_token="[DEC]")
+    ids = {w: i for i, w in enumerate(vocab)}
+    text = dict(vocab_size=len(vocab), hidden_size=32, encoder_hidden_size=32, intermediate_size=37,
+                projection_dim=32, num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
+                bos_token_id=ids["[DEC]"], eos_token_id=ids["[SEP]"], pad_token_id=ids["[PAD]"],
+                sep_token_id=ids["[SEP]"])
+    vision = dict(hidden_size=32, intermediate_size=37, projection_dim=32, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=TINY_RESOLUTION, patch_size=8)
+    config = BlipConfig(text_config=text, vision_config=vision, projection_dim=32)
+    state = _seeded()
+    try:
+        model = BlipForConditionalGeneration(config).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config.max_new_tokens = 8
+    model.save_pretrained(out)
+    improc = BlipImageProcessorPil(size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION})
+    BlipProcessor(image_processor=improc, tokenizer=tok).save_pretrained(out)
+    return out
+
+
+# ---------------------------------------------------------------- SD
+def _bytes_to_unicode() -> Dict[int, str]:
+    """GPT-2/CLIP's reversible byte -> printable unicode character map."""
+    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+          + list(range(ord("®"), ord("ÿ") + 1)))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs)))
+
+
+#: merges of the tiny CLIP tokenizer (pairs of existing symbols; the results join the vocab)
+TINY_MERGES = ("t h", "th e</w>", "a n", "o n</w>", "i n", "in g</w>", "o f</w>", "e r</w>",
+               "d o", "do g</w>", "c a", "ca t</w>")
+
+
+def write_clip_tokenizer_files(out_dir) -> Path:
+    """Write a byte-level BPE ``vocab.json`` and ``merges.txt`` for ``CLIPTokenizer``.
+
+    The vocabulary holds every byte character alone and with ``</w>`` (so any text
+    tokenises, character by character at worst), the merge results of
+    :data:`TINY_MERGES`, then ``<|startoftext|>`` and ``<|endoftext|>`` last, as in
+    CLIP's own vocabulary.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chars = list(_bytes_to_unicode().values())
+    vocab = chars + [c + "</w>" for c in chars]
+    for m in TINY_MERGES:
+        a, b = m.split(" ")
+        if a + b not in vocab:
+            vocab.append(a + b)
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    (out / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False))
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(TINY_MERGES) + "\n")
+    return out
+
+
+def build_tiny_sd(out_dir) -> Path:
+    """Write a tiny random ``StableDiffusionPipeline`` to ``out_dir``.
+
+    UNet (4/8 channels, one cross-attention block, cross-attention width 32), a
+    2-level VAE (latent 4 x 16 x 16 for a 32 x 32 image), a 2-layer CLIP text encoder
+    of width 32 (so the TISC embedding has 32 elements), a generated CLIP tokenizer,
+    a DDIM scheduler and no safety checker.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    out = Path(out_dir)
+    tokdir = write_clip_tokenizer_files(out / "_tokenizer_src")
+    tok = CLIPTokenizer.from_pretrained(tokdir, model_max_length=77)  # reads vocab.json + merges.txt
+    state = _seeded()
+    try:
+        unet = UNet2DConditionModel(
+            block_out_channels=(8, 16), layers_per_block=1, sample_size=TINY_RESOLUTION // 2, in_channels=4,
+            out_channels=4, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32, attention_head_dim=4,
+            norm_num_groups=4)
+        vae = AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            latent_channels=4, norm_num_groups=4, sample_size=TINY_RESOLUTION)
+        text_cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                  num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                  pad_token_id=tok.pad_token_id)
+        text_encoder = CLIPTextModel(text_cfg).eval()
+    finally:
+        torch.random.set_rng_state(state)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                              clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tok, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out)
+    shutil.rmtree(tokdir, ignore_errors=True)
+    return out
+
+
+def tiny_blip_dir(root: Optional[str] = None) -> Path:
+    """Directory of the tiny BLIP (built on first use, then cached)."""
+    return _build_once("blip", build_tiny_blip, root)
+
+
+def tiny_sd_dir(root: Optional[str] = None) -> Path:
+    """Directory of the tiny Stable Diffusion pipeline (built on first use, then cached)."""
+    return _build_once("sd", build_tiny_sd, root)

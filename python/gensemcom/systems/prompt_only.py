@@ -1,0 +1,143 @@
+"""Prompt-only baseline: a BLIP caption over the digital path, Stable Diffusion at the receiver.
+
+Transmitter: BLIP captions the image; the caption travels as SD-tokenizer (CLIP)
+token IDs, two bytes each (``encoding="ids"``, the default: ~1.3 tokens per word,
+and the receiver needs only SD's tokenizer), or as UTF-8 text (``encoding="utf8"``).
+The header carries the id dtype, the generation seed and the original image size;
+there is no analog part, so every channel use is digital (CRC-32 + LDPC + QAM).
+
+With the link's defaults (16-QAM, rate-1/2 LDPC) a caption of up to ~30 tokens and
+the header fit one code block: 576 complex channel uses per image.
+
+Receiver: text-to-image with the SD pipeline from a seeded latent (the same seed
+gives the same image), resized to the original size. A frame whose digital part
+failed its CRC carries no caption: decode returns None.
+
+Profiles: ``full`` (BLIP base + SD 1.5, see :mod:`gensemcom.models.hf`; on a CPU one
+50-step 512 x 512 generation takes minutes, on a GPU seconds) and ``tiny`` (the
+random models of :mod:`gensemcom.models.tiny_hf`, for tests). ``embedded`` is future
+work and raises NotImplementedError.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..frame import SemanticFrame
+from .base import LinkContext, SemanticSystem, as_image, register_system
+
+PROFILES = {
+    "full": dict(resolution=512, gen_steps=50, guidance=7.5, caption_max_tokens=30, num_beams=3),
+    "tiny": dict(resolution=32, gen_steps=2, guidance=2.0, caption_max_tokens=8, num_beams=1),
+}
+ENCODINGS = ("ids", "utf8")
+
+
+@register_system("prompt-only")
+class PromptOnly(SemanticSystem):
+    """BLIP caption -> digital path -> Stable Diffusion.
+
+    Args:
+        profile (str): ``"full"`` or ``"tiny"`` (``"embedded"``: NotImplementedError).
+        device (str | None): torch device (default CUDA when available).
+        blip (str | None), sd (str | None): model ids or local directories overriding
+            the profile's.
+        dtype: torch dtype (default float16 on CUDA, float32 on CPU).
+        encoding (str): ``"ids"`` (CLIP token ids, uint16) or ``"utf8"``.
+        resolution (int), gen_steps (int), guidance (float), seed (int): generation.
+        caption_max_tokens (int), num_beams (int): BLIP captioning.
+        threads (int | None): torch CPU threads, set again before every encode and
+            decode (the PHY's numba/OpenMP code may change torch's setting).
+
+    Raises:
+        NotImplementedError: profile ``"embedded"``.
+        ValueError: unknown profile or encoding.
+        gensemcom.models.hf.ModelNotAvailable: a model that cannot be loaded.
+    """
+
+    def __init__(self, profile: str = "full", device: Optional[str] = None, blip: Optional[str] = None,
+                 sd: Optional[str] = None, dtype=None, encoding: str = "ids", resolution: Optional[int] = None,
+                 gen_steps: Optional[int] = None, guidance: Optional[float] = None, seed: int = 0,
+                 caption_max_tokens: Optional[int] = None, num_beams: Optional[int] = None,
+                 threads: Optional[int] = None):
+        from ..models import hf
+
+        if profile == "embedded":
+            raise NotImplementedError("prompt-only profile 'embedded' is future work: use 'full' or 'tiny'")
+        if profile not in PROFILES:
+            raise ValueError(f"unknown prompt-only profile {profile!r}: use 'full' or 'tiny'")
+        if encoding not in ENCODINGS:
+            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+        self.threads = int(threads) if threads else None
+        self._apply_threads()
+        d = PROFILES[profile]
+        self.profile = profile
+        self.encoding = encoding
+        self.resolution = int(d["resolution"] if resolution is None else resolution)
+        if self.resolution % 8:
+            raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
+        self.gen_steps = int(d["gen_steps"] if gen_steps is None else gen_steps)
+        self.guidance = float(d["guidance"] if guidance is None else guidance)
+        self.seed = int(seed)
+        self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
+        self.num_beams = int(d["num_beams"] if num_beams is None else num_beams)
+        if profile == "tiny":
+            from ..models.tiny_hf import tiny_blip_dir, tiny_sd_dir
+
+            blip = blip or str(tiny_blip_dir())
+            sd = sd or str(tiny_sd_dir())
+        self.device = hf.pick_device(device)
+        self.blip, self.processor = hf.load_blip(blip, self.device, dtype)
+        self.pipe = hf.load_sd(sd, self.device, dtype)
+
+    def _apply_threads(self) -> None:
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
+    def caption(self, image: np.ndarray) -> str:
+        """BLIP caption of the image."""
+        from ..models.hf import caption
+
+        return caption(self.blip, self.processor, as_image(image), self.caption_max_tokens, self.num_beams)
+
+    def encode(self, image: np.ndarray, ctx: Optional[LinkContext] = None) -> SemanticFrame:
+        """Image -> frame: the caption (token ids or UTF-8) in the digital part, no analog part."""
+        self._apply_threads()
+        from ..models.hf import pack_ids, prompt_ids
+
+        img = as_image(image)
+        text = self.caption(img)
+        header = {"seed": self.seed, "size": [int(img.shape[0]), int(img.shape[1])]}
+        if self.encoding == "ids":
+            digital, header["dt"] = pack_ids(prompt_ids(self.pipe.tokenizer, text))
+        else:
+            digital, header["dt"] = text.encode("utf-8"), "utf8"
+        return SemanticFrame(self.name, digital, np.zeros(0, np.float32), header, {"caption": text})
+
+    def decode(self, frame: SemanticFrame, ctx: Optional[LinkContext] = None) -> Optional[np.ndarray]:
+        """Received frame -> image, or None when the digital part failed CRC or is unusable."""
+        self._apply_threads()
+        from ..models.hf import PIPE_LOCK, encode_ids, generate, unpack_ids
+
+        if frame.crc_ok is False:
+            return None
+        h = frame.header or {}
+        try:
+            seed = int(h.get("seed", self.seed))
+            size = h.get("size")
+            size = (int(size[0]), int(size[1])) if size else None
+            if h.get("dt") == "utf8":
+                kw = {"prompt": frame.digital.decode("utf-8")}
+            else:
+                ids = unpack_ids(frame.digital, h.get("dt", ""))
+                with PIPE_LOCK:
+                    kw = {"prompt_embeds": encode_ids(self.pipe, ids)}
+        except (TypeError, ValueError, IndexError, UnicodeDecodeError):
+            return None
+        with PIPE_LOCK:
+            return generate(self.pipe, seed, self.resolution, self.resolution, self.gen_steps, self.guidance,
+                            size=size, **kw)
