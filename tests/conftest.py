@@ -19,6 +19,41 @@ def wait_until(pred, timeout=30.0, interval=0.005):
         time.sleep(interval)
 
 
+def wait_for(cond, timeout=20.0, what="condition"):
+    """Poll ``cond`` until true (bounded); fail the test on timeout."""
+    if not wait_until(cond, timeout, 0.01):
+        pytest.fail(f"timed out waiting for {what}")
+
+
+def free_endpoint():
+    """A loopback ZMQ endpoint nobody listens on (bound once, then released)."""
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.ROUTER)
+    s.bind("tcp://127.0.0.1:*")
+    ep = s.last_endpoint.decode()
+    s.close(0)
+    return ep
+
+
+@pytest.fixture
+def hf_offline(monkeypatch):
+    """No model hub: loaders must work from local files or say why not."""
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(var, "1")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models on the shared 2-core machine run fastest on one torch thread."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def rng():
     import numpy as np

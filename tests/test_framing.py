@@ -1,5 +1,4 @@
 """CRC-32 and code-block framing."""
-import zlib
 
 import numpy as np
 import pytest

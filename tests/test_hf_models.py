@@ -11,25 +11,9 @@ import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 from gensemcom.models import hf, tiny_hf  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _image(seed=0, h=40, w=48):

@@ -11,26 +11,12 @@ import pytest
 
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers")
+pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 from gensemcom.frame import SemanticFrame  # noqa: E402
 from gensemcom.systems import make_system, system_names  # noqa: E402
 from gensemcom.systems import tisc as T  # noqa: E402
 from gensemcom.systems.link import FrameLink, LinkConfig, run_link  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")

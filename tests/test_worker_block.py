@@ -1,5 +1,4 @@
 """The ``inference_call`` block inside real GNU Radio flowgraphs."""
-import time
 
 import numpy as np
 import pytest
@@ -10,30 +9,10 @@ import pmt  # noqa: E402
 
 from gensemcom.inference_call import array_to_pdu, inference_call, pdu_to_array, uvector_to_numpy  # noqa: E402
 from gensemcom.worker.server import WorkerServer  # noqa: E402
+from conftest import wait_for, free_endpoint  # noqa: E402
 
 pytestmark = pytest.mark.flowgraph
 IN = pmt.intern("in")
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    """Poll ``cond`` until true (bounded); fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def free_endpoint():
-    """A loopback endpoint nobody listens on (bound once by ZMQ, then released)."""
-    import zmq
-
-    sock = zmq.Context.instance().socket(zmq.ROUTER)
-    sock.bind("tcp://127.0.0.1:*")
-    endpoint = sock.last_endpoint.decode()
-    sock.close(0)
-    return endpoint
 
 
 @pytest.fixture(scope="module")

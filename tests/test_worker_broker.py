@@ -4,7 +4,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -13,20 +12,11 @@ from gensemcom.worker.broker import Broker
 from gensemcom.worker.client import WorkerClient, WorkerError, WorkerUnavailable
 from gensemcom.worker.security import keygen
 from gensemcom.worker.server import WorkerServer
+from conftest import wait_for  # noqa: E402
 
 HB_MS = 100
 LIVENESS = 5  # 0.5 s: lenient enough for a loaded 2-core CI machine
 LOOPBACK = "tcp://127.0.0.1:*"
-
-
-def wait_for(cond, timeout=20.0, what="condition"):
-    """Poll ``cond`` until true (bounded); fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def worker_names(broker):

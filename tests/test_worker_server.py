@@ -15,28 +15,9 @@ from gensemcom.worker.client import WorkerClient, WorkerError, WorkerUnavailable
 from gensemcom.worker.registry import METHODS
 from gensemcom.worker.security import SecurityError, keygen
 from gensemcom.worker.server import WorkerServer
+from conftest import wait_for, free_endpoint  # noqa: E402
 
 LOOPBACK = "tcp://127.0.0.1:*"
-
-
-def wait_for(cond, timeout=15.0, what="condition"):
-    """Poll ``cond`` until true (bounded); fail the test on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def free_endpoint():
-    """A loopback endpoint nobody listens on (bound once by ZMQ, then released)."""
-    ctx = zmq.Context.instance()
-    s = ctx.socket(zmq.ROUTER)
-    s.bind(LOOPBACK)
-    ep = s.last_endpoint.decode()
-    s.close(0)
-    return ep
 
 
 @pytest.fixture
