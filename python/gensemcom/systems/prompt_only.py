@@ -25,7 +25,8 @@ from typing import Optional
 import numpy as np
 
 from ..frame import SemanticFrame
-from .base import LinkContext, SemanticSystem, as_image, register_system
+from ._caption_diffusion import CaptionDiffusionSystem
+from .base import LinkContext, as_image, register_system
 
 PROFILES = {
     "full": dict(resolution=512, gen_steps=50, guidance=7.5, caption_max_tokens=30, num_beams=3),
@@ -35,7 +36,7 @@ ENCODINGS = ("ids", "utf8")
 
 
 @register_system("prompt-only")
-class PromptOnly(SemanticSystem):
+class PromptOnly(CaptionDiffusionSystem):
     """BLIP caption -> digital path -> Stable Diffusion.
 
     Args:
@@ -61,48 +62,11 @@ class PromptOnly(SemanticSystem):
                  gen_steps: Optional[int] = None, guidance: Optional[float] = None, seed: int = 0,
                  caption_max_tokens: Optional[int] = None, num_beams: Optional[int] = None,
                  threads: Optional[int] = None):
-        from ..models import hf
-
-        if profile == "embedded":
-            raise NotImplementedError("prompt-only profile 'embedded' is future work: use 'full' or 'tiny'")
-        if profile not in PROFILES:
-            raise ValueError(f"unknown prompt-only profile {profile!r}: use 'full' or 'tiny'")
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        self.threads = int(threads) if threads else None
-        self._apply_threads()
-        d = PROFILES[profile]
-        self.profile = profile
         self.encoding = encoding
-        self.resolution = int(d["resolution"] if resolution is None else resolution)
-        if self.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
-        self.gen_steps = int(d["gen_steps"] if gen_steps is None else gen_steps)
-        self.guidance = float(d["guidance"] if guidance is None else guidance)
-        self.seed = int(seed)
-        self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
-        self.num_beams = int(d["num_beams"] if num_beams is None else num_beams)
-        if profile == "tiny":
-            from ..models.tiny_hf import tiny_blip_dir, tiny_sd_dir
-
-            blip = blip or str(tiny_blip_dir())
-            sd = sd or str(tiny_sd_dir())
-        self.device = hf.pick_device(device)
-        self.blip, self.processor = hf.load_blip(blip, self.device, dtype)
-        self.pipe = hf.load_sd(sd, self.device, dtype)
-
-    def _apply_threads(self) -> None:
-        if self.threads:
-            import torch
-
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
-
-    def caption(self, image: np.ndarray) -> str:
-        """BLIP caption of the image."""
-        from ..models.hf import caption
-
-        return caption(self.blip, self.processor, as_image(image), self.caption_max_tokens, self.num_beams)
+        self._setup_models(PROFILES, profile, device, blip, sd, dtype, resolution, gen_steps, guidance, seed,
+                           caption_max_tokens, num_beams, threads)
 
     def encode(self, image: np.ndarray, ctx: Optional[LinkContext] = None) -> SemanticFrame:
         """Image -> frame: the caption (token ids or UTF-8) in the digital part, no analog part."""

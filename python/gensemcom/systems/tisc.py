@@ -72,7 +72,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..frame import SemanticFrame
-from .base import LinkContext, SemanticSystem, as_image, register_system
+from ._caption_diffusion import CaptionDiffusionSystem
+from .base import LinkContext, as_image, register_system
 
 PLACEHOLDER = "<*>"
 ON_CRC_FAIL = ("lost", "embedding-only")
@@ -377,7 +378,7 @@ def add_placeholder(pipe, token: str = PLACEHOLDER) -> int:
 
 # ---------------------------------------------------------------- the system
 @register_system("tisc")
-class TISC(SemanticSystem):
+class TISC(CaptionDiffusionSystem):
     """TISC transmitter and receiver over a hybrid digital (caption ids) + analog
     (placeholder embedding) frame.
 
@@ -415,40 +416,15 @@ class TISC(SemanticSystem):
                  seed: int = 0, gen_steps: Optional[int] = None, guidance: Optional[float] = None,
                  caption_max_tokens: Optional[int] = None, num_beams: Optional[int] = None,
                  fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None):
-        from ..models import hf
-
-        if profile == "embedded":
-            raise NotImplementedError("TISC profile 'embedded' (small shipped weights) is future work: use "
-                                      "profile='full' (BLIP + Stable Diffusion) or 'tiny' (tests)")
-        if profile not in PROFILES:
-            raise ValueError(f"unknown TISC profile {profile!r}: use 'full' or 'tiny'")
         if on_crc_fail not in ON_CRC_FAIL:
             raise ValueError(f"on_crc_fail must be one of {ON_CRC_FAIL}, got {on_crc_fail!r}")
-        self.threads = int(threads) if threads else None
-        self._apply_threads()
-        d = PROFILES[profile]
-        self.profile = profile
         self.on_crc_fail = on_crc_fail
+        d = self._setup_models(PROFILES, profile, device, blip, sd, dtype, resolution, gen_steps, guidance, seed,
+                               caption_max_tokens, num_beams, threads)
         self.ti_steps = int(d["ti_steps"] if ti_steps is None else ti_steps)
         self.lr = float(lr)
         self.train_snr_db = None if train_snr_db is None else float(train_snr_db)
-        self.resolution = int(d["resolution"] if resolution is None else resolution)
-        if self.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8, got {self.resolution}")
-        self.seed = int(seed)
-        self.gen_steps = int(d["gen_steps"] if gen_steps is None else gen_steps)
-        self.guidance = float(d["guidance"] if guidance is None else guidance)
-        self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
-        self.num_beams = int(d["num_beams"] if num_beams is None else num_beams)
         self.progress = bool(progress)
-        if profile == "tiny":
-            from ..models.tiny_hf import tiny_blip_dir, tiny_sd_dir
-
-            blip = blip or str(tiny_blip_dir())
-            sd = sd or str(tiny_sd_dir())
-        self.device = hf.pick_device(device)
-        self.blip, self.processor = hf.load_blip(blip, self.device, dtype)
-        self.pipe = hf.load_sd(sd, self.device, dtype)
         with hf_lock():
             self.token_id = add_placeholder(self.pipe)
         table = self.pipe.text_encoder.get_input_embeddings().weight
@@ -460,19 +436,6 @@ class TISC(SemanticSystem):
         self.expected_norm = float(fallback_norm) if fallback_norm else float(norms.cpu().numpy()[keep].mean())
 
     # ------------------------------------------------------------ transmitter
-    def _apply_threads(self) -> None:
-        if self.threads:
-            import torch
-
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
-
-    def caption(self, image: np.ndarray) -> str:
-        """BLIP caption of the image."""
-        from ..models.hf import caption
-
-        return caption(self.blip, self.processor, as_image(image), self.caption_max_tokens, self.num_beams)
-
     def prepare(self, image: np.ndarray):
         """Caption, token selection and initial embedding (everything before TI).
 
