@@ -6,6 +6,7 @@ Subcommands:
             the analog path, in a real GNU Radio flowgraph
   link      an image through a semantic system and the PHY, in a real flowgraph
   eval      every system through the PHY over SNRs and images; CSV/JSON and plots
+  train     train the embedded models (gensemcom train deepjscc --help)
   worker    the ZMQ inference worker (see ``gensemcom worker --help``)
 """
 from __future__ import annotations
@@ -274,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_link_parser(sub)
     from .eval import harness
     harness.add_parser(sub)
+    train = sub.add_parser("train", help="train the embedded models (DeepJSCC, ...)",
+                           description="Train the small models the embedded profile ships.")
+    from .train import add_parsers as add_train_parsers
+    add_train_parsers(train.add_subparsers(dest="model", metavar="MODEL"))
+    train.set_defaults(func=lambda a: (train.print_help(), 2)[1])
     try:
         from .worker import cli as worker_cli
     except ImportError:
