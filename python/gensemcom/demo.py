@@ -34,24 +34,39 @@ def wait_for(sink: "blocks.message_debug", n: int, timeout: float = 60.0) -> boo
 
 
 class PhyLoopback(gr.top_block):
-    """Digital and analog PDU paths through one channel type, collected by message_debug."""
+    """Digital and analog PDU paths through one channel type, collected by message_debug.
 
-    def __init__(self, snr_db: float, channel: str = "awgn", modulation: int = 16, seed: int = 0):
+    Used by the demo and by ``gensemcom eval --flowgraph``. Rayleigh fading is
+    equalised with perfect CSI (ZF for the digital path, MMSE for the analog one).
+
+    Args:
+        snr_db (float): Es/N0 in dB.
+        channel (str): "awgn" or "rayleigh".
+        modulation (int): QAM order of the digital path.
+        seed (int): channel seed (the analog path uses seed + 1).
+        backend (str): LDPC backend.
+        rate (str): LDPC code rate.
+        coherence (int): Rayleigh block length in symbols.
+        analog_scale (float): the analog demapper's scale (<= 0: from the metadata).
+    """
+
+    def __init__(self, snr_db: float, channel: str = "awgn", modulation: int = 16, seed: int = 0,
+                 backend: str = "default", rate: str = "1/2", coherence: int = 64, analog_scale: float = -1.0):
         gr.top_block.__init__(self, "gensemcom PHY loopback")
         eq = channel == "rayleigh"
-        self.dtx = digital_tx(modulation=modulation)
-        self.drx = digital_rx(modulation=modulation)
+        self.dtx = digital_tx(modulation, backend, rate)
+        self.drx = digital_rx(modulation, backend, rate)
         self.amap = analog_mapper()
-        self.ademap = analog_demapper()
-        self.dchan = pdu_channel(channel, snr_db, 64, seed)
-        self.achan = pdu_channel(channel, snr_db, 64, seed + 1)
+        self.ademap = analog_demapper(scale=analog_scale)
+        self.dchan = pdu_channel(channel, snr_db, coherence, seed)
+        self.achan = pdu_channel(channel, snr_db, coherence, seed + 1)
         self.dsink = blocks.message_debug()
         self.asink = blocks.message_debug()
         self.msg_connect(self.dtx, "out", self.dchan, "in")
         self.msg_connect(self.amap, "out", self.achan, "in")
         if eq:
-            self.deq = equalizer("perfect", "zf", 64, 0)
-            self.aeq = equalizer("perfect", "mmse", 64, 0)
+            self.deq = equalizer("perfect", "zf", coherence, 0)
+            self.aeq = equalizer("perfect", "mmse", coherence, 0)
             self.msg_connect(self.dchan, "out", self.deq, "in")
             self.msg_connect(self.deq, "out", self.drx, "in")
             self.msg_connect(self.achan, "out", self.aeq, "in")

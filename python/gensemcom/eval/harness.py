@@ -258,37 +258,11 @@ class FlowgraphLink:
         return self.core.channel_uses(tx)
 
     def _build(self, snr_db: float):
-        from gnuradio import blocks, gr
-
-        from ..analog_mapper import analog_demapper, analog_mapper
-        from ..digital_rx import digital_rx
-        from ..digital_tx import digital_tx
-        from ..pdu_channel import pdu_channel
-        from ..pilots import equalizer
+        from ..demo import PhyLoopback
 
         c = self.cfg
-        seed = 0 if c.seed is None else int(c.seed)
-        tb = gr.top_block("gensemcom eval link")
-        tb.dtx = digital_tx(c.modulation, c.backend, c.rate)
-        tb.drx = digital_rx(c.modulation, c.backend, c.rate)
-        tb.amap, tb.ademap = analog_mapper(), analog_demapper(scale=1.0)
-        tb.dchan = pdu_channel(c.channel, snr_db, c.coherence, seed)
-        tb.achan = pdu_channel(c.channel, snr_db, c.coherence, seed + 1)
-        tb.dsink, tb.asink = blocks.message_debug(), blocks.message_debug()
-        tb.msg_connect(tb.dtx, "out", tb.dchan, "in")
-        tb.msg_connect(tb.amap, "out", tb.achan, "in")
-        if c.channel == "rayleigh":
-            tb.deq = equalizer("perfect", "zf", c.coherence, 0)
-            tb.aeq = equalizer("perfect", "mmse", c.coherence, 0)
-            tb.msg_connect(tb.dchan, "out", tb.deq, "in")
-            tb.msg_connect(tb.deq, "out", tb.drx, "in")
-            tb.msg_connect(tb.achan, "out", tb.aeq, "in")
-            tb.msg_connect(tb.aeq, "out", tb.ademap, "in")
-        else:
-            tb.msg_connect(tb.dchan, "out", tb.drx, "in")
-            tb.msg_connect(tb.achan, "out", tb.ademap, "in")
-        tb.msg_connect(tb.drx, "out", tb.dsink, "store")
-        tb.msg_connect(tb.ademap, "out", tb.asink, "store")
+        tb = PhyLoopback(snr_db, c.channel, c.modulation, 0 if c.seed is None else int(c.seed), c.backend, c.rate,
+                         c.coherence, analog_scale=1.0)
         tb.start()
         self._tb = tb
 
@@ -328,11 +302,10 @@ class FlowgraphLink:
         n_dsym = self.digital.n_symbols(len(payload))
         tx = Transmission(np.zeros(n_dsym, np.complex64), a_sym, scale, len(payload))
         msg = self._post_and_wait(self._tb.dtx, self._tb.dsink, make_pdu(None, np.frombuffer(payload, np.uint8), "u8"))
-        head, ok = None, False
+        head = None
         if msg is not None and bool(meta_get(pmt.car(msg), KEY_CRC_OK, False)):
             try:
                 head = SemanticFrame.unpack_digital(bytes(pmt.u8vector_elements(pmt.cdr(msg))))
-                ok = True
             except FrameError:
                 head = None
         analog = np.zeros(0, np.float32)
