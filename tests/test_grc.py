@@ -54,6 +54,29 @@ def _block_name(data):
     return data["id"][len("gensemcom_"):]
 
 
+# Qt GUI blocks follow gr-qtgui's template: the make code builds the block, then puts its
+# widget() into the window (`${win} = self.${id}.widget()`, `${gui_hint() % win}`); the
+# gui_hint parameter is GRC's, not the constructor's
+_MAKO_PRELUDE = re.compile(r"\A\s*<%.*?%>\\\n", re.S)
+
+
+def _is_gui(data):
+    return any(p.get("dtype") == "gui_hint" for p in data.get("parameters", []))
+
+
+def _ctor_params(data):
+    return [p for p in data.get("parameters", []) if p.get("dtype") != "gui_hint"]
+
+
+def _ctor_make(data):
+    """The make template's constructor call (a Qt GUI block's widget lines removed)."""
+    make = data["templates"]["make"]
+    if not _is_gui(data):
+        return make
+    make = _MAKO_PRELUDE.sub("", make)
+    return make.split("\n${win}", 1)[0]
+
+
 def _grc_block_paths(var, default=""):
     """A GRC block path setting with the directories that hold gensemcom YAML removed."""
     try:
@@ -143,17 +166,24 @@ def test_committed_example_py_is_up_to_date(grc_file, tmp_path, grc_env):
         f"`GRC_BLOCKS_PATH=grc grcc -o examples examples/{grc_file.name}`")
 
 
+# Qt GUI examples: they still take every setting on the command line and run without a
+# screen on Qt's offscreen platform (QT_QPA_PLATFORM=offscreen; test_examples.py runs them)
+QT_GUI_EXAMPLES = {"tisc_loopback"}
+
+
 @pytest.mark.parametrize("grc_file", EXAMPLES, ids=_ids(EXAMPLES))
 def test_example_is_headless_and_takes_snr(grc_file):
     data = _load(grc_file)
     opts = data["options"]["parameters"]
-    assert opts["generate_options"] == "no_gui"
+    assert opts["generate_options"] == ("qt_gui" if grc_file.stem in QT_GUI_EXAMPLES else "no_gui")
     assert opts["id"] == grc_file.stem
     params = {b["name"]: b for b in data["blocks"] if b["id"] == "parameter"}
     assert "snr_db" in params, "examples take --snr-db on the command line"
     assert params["snr_db"]["parameters"]["type"], "snr_db must have a type to become a CLI option"
     ids = {b["id"] for b in data["blocks"]}
-    assert not any(i.startswith("qtgui_") for i in ids), "examples must run without a screen"
+    if grc_file.stem not in QT_GUI_EXAMPLES:
+        assert not any(i.startswith(("qtgui_", "variable_qtgui_")) or i == "gensemcom_image_display"
+                       for i in ids), "examples must run without a screen"
 
 
 # ---------------------------------------------------------------- block YAML
@@ -181,12 +211,18 @@ def test_block_yaml_structure(path):
     assert path.name == data["id"] + ".block.yml"
     assert str(data["category"]).startswith("[GenSemCom]"), data["category"]
     assert data.get("label")
-    assert data["templates"]["imports"].strip() == "from gnuradio import gensemcom"
+    imports = data["templates"]["imports"].strip().splitlines()
+    assert imports[0] == "from gnuradio import gensemcom"
+    assert imports[1:] == (["from PyQt5 import Qt"] if _is_gui(data) else []), imports
     name = _block_name(data)
-    make = data["templates"]["make"]
+    if _is_gui(data):  # gr-qtgui's pattern
+        full = data["templates"]["make"]
+        assert _MAKO_PRELUDE.match(full) and "win = 'self._%s_win'%id" in full, full
+        assert full.rstrip().endswith("${win} = self.${id}.widget()\n${gui_hint() % win}"), full
+    make = _ctor_make(data)
     assert re.match(rf"\s*gensemcom\.{name}\(", make), make
 
-    params = [p["id"] for p in data.get("parameters", [])]
+    params = [p["id"] for p in _ctor_params(data)]
     assert len(params) == len(set(params))
     # every argument by name: each ${x} in make is written x=${x}, and each parameter is used
     for ref in re.finditer(r"\$\{\s*(\w+)[^}]*\}", make):
@@ -197,7 +233,7 @@ def test_block_yaml_structure(path):
 
     doc = data.get("documentation") or ""
     assert doc.strip(), "no documentation section"
-    for pid in params:
+    for pid in [p["id"] for p in data.get("parameters", [])]:
         assert re.search(rf"\b{re.escape(pid)}\b", doc), f"documentation does not mention parameter {pid}"
     for port in data.get("inputs", []) + data.get("outputs", []):
         if port.get("domain") == "message":
@@ -235,7 +271,7 @@ def test_block_yaml_matches_constructor(path):
     sig = inspect.signature(cls.__init__)
     args = {k: v for k, v in sig.parameters.items()
             if k != "self" and v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)}
-    params = {p["id"]: p for p in data.get("parameters", [])}
+    params = {p["id"]: p for p in _ctor_params(data)}
     assert set(params) == set(args), (f"YAML parameters {sorted(params)} != "
                                       f"{cls.__name__}.__init__ arguments {sorted(args)}")
     for pid, p in params.items():
@@ -270,8 +306,30 @@ def grc_platform(grc_env):
     return platform
 
 
+def _run_gui_lines(code, block, monkeypatch):
+    """Run a Qt GUI block's widget lines as a qt_gui top block would, on Qt's offscreen platform."""
+    try:
+        from PyQt5 import Qt
+    except ImportError:
+        pytest.skip("PyQt5 is not installed (Debian: python3-pyqt5)")
+    import types
+
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    app = Qt.QApplication.instance() or Qt.QApplication(["test_grc"])
+    top = Qt.QWidget()
+    self = types.SimpleNamespace(blk=block, top_layout=Qt.QVBoxLayout(), top_grid_layout=Qt.QGridLayout())
+    layout = Qt.QVBoxLayout(top)
+    layout.addLayout(self.top_layout)
+    layout.addLayout(self.top_grid_layout)
+    exec(code, {"Qt": Qt}, {"self": self})
+    assert isinstance(self._blk_win, Qt.QWidget)
+    assert self.top_layout.indexOf(self._blk_win) >= 0 or self.top_grid_layout.indexOf(self._blk_win) >= 0
+    top.deleteLater()
+    app.processEvents()
+
+
 @pytest.mark.parametrize("path", BLOCK_FILES, ids=_ids(BLOCK_FILES))
-def test_block_loads_in_grc_and_make_builds_it(path, grc_platform, tmp_path):
+def test_block_loads_in_grc_and_make_builds_it(path, grc_platform, tmp_path, monkeypatch):
     data = _load(path)
     assert data["id"] in grc_platform.blocks, f"GRC did not load {path.name}"
     fg = grc_platform.make_flow_graph()
@@ -288,6 +346,12 @@ def test_block_loads_in_grc_and_make_builds_it(path, grc_platform, tmp_path):
     assert not errors, errors
     make = block.templates.render("make")
     callbacks = block.templates.render("callbacks") or []
+    gui_code = ""
+    if _is_gui(data):  # constructor, then the widget lines that run with `self` the top block
+        make, sep, gui_code = make.partition("\nself._blk_win = ")
+        assert sep, make
+        gui_code = "self._blk_win = " + gui_code
+        compile(gui_code, path.name, "exec")
     compile(make, path.name, "eval")
 
     name = _block_name(data)
@@ -295,6 +359,8 @@ def test_block_loads_in_grc_and_make_builds_it(path, grc_platform, tmp_path):
     gensemcom = importlib.import_module("gensemcom")
     obj = eval(make, {"gensemcom": gensemcom})  # the defaults as GRC writes them
     assert isinstance(obj, cls)
+    if gui_code:
+        _run_gui_lines(gui_code, obj, monkeypatch)
     for cb in callbacks:  # callbacks name real methods and accept the default values
         eval(f"blk.{cb}", {"blk": obj})
 

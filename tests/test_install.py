@@ -67,3 +67,20 @@ def test_generated_examples_run_under_system_python(example):
     text = "".join(out)
     assert "Traceback" not in text, text
     assert "(crc_ok . #t)" in text, text
+
+
+@needs_install
+def test_local_worker_path_is_the_folder_holding_our_package():
+    """A local worker started from the installed module imports that same module and
+    nothing else first: not Debian's dist-packages, whose sympy would shadow a venv's torch."""
+    from pathlib import Path
+
+    from gensemcom.worker.client import _package_root
+
+    assert (Path(_package_root()) / "gensemcom" / "__init__.py").is_file()
+    r = subprocess.run([sys.executable, "-c", "from gnuradio.gensemcom.worker.client import _package_root; "
+                        "print(_package_root())"], capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    root = Path(r.stdout.strip())
+    assert (root / "gnuradio" / "gensemcom" / "__init__.py").is_file(), root
+    assert not (root / "gnuradio" / "gr" / "__init__.py").is_file(), f"{root} is GNU Radio's own folder"

@@ -147,3 +147,10 @@ def test_link_over_the_air_burst_phy(images, tmp_path):
     assert row["detected"] and row["crc_ok"] and row["received"]
     assert row["measured_snr_db"] > 15
     assert (tmp_path / "img0_compare.png").exists()
+
+
+def test_diffusion_decoder_is_the_semantic_decoder_under_the_design_name():
+    dec = gensemcom.diffusion_decoder(profile="tiny")
+    assert isinstance(dec, gensemcom.semantic_decoder) and dec.system == "tisc"
+    assert dec.name() == "gensemcom_diffusion_decoder"
+    assert (ROOT / "grc" / "gensemcom_diffusion_decoder.block.yml").is_file()

@@ -1,4 +1,4 @@
-"""GNU Radio blocks: image source (a file or a folder) and image sink (files, optional Qt view).
+"""GNU Radio blocks: image source (a file or a folder) and image sink (PNG files; the Qt view is ``image_display``).
 
 Image PDUs are u8 vectors of the flattened (H, W, 3) RGB image with metadata
 ``shape``, ``image_id`` (file stem) and ``path``.
@@ -101,6 +101,8 @@ class image_source(counting, gr.basic_block):
                     self.drop("unreadable image", f"{f}: {e}")
                     continue
                 meta = meta_set(meta_set(pmt.make_dict(), "image_id", f.stem), "path", str(f))
+                if self.size:
+                    meta = meta_set(meta, "source_size", self.size)
                 self.message_port_pub(pmt.intern("out"), image_to_pdu(meta, img))
                 self._count("n_out")
                 if self._stop.wait(self.period_s):
@@ -163,7 +165,7 @@ class image_sink(counting, gr.basic_block):
                 save_image(Path(self.out_dir) / f"{name}.png", img)
                 src = info.get("path")
                 if self.side_by_side and src and Path(src).is_file():
-                    ref = load_image(src)
+                    ref = load_image(src, int(info.get("source_size") or 0))
                     if ref.shape == img.shape:
                         save_image(Path(self.out_dir) / f"{name}_compare.png", np.concatenate([ref, img], axis=1))
             except Exception as e:  # a full disk must not kill the flowgraph

@@ -1,11 +1,12 @@
 """GNU Radio blocks of the semantic link: encoder, decoder, and the frame <-> PHY glue.
 
 ``semantic_encoder`` (image PDU -> SemanticFrame dict) and ``semantic_decoder``
-(SemanticFrame dict -> image PDU) call the inference worker (any system, any
-profile); ``frame_mapper`` splits a frame into its digital PDU (header and payload
-bytes, for ``digital_tx``) and its analog PDU (unit-power complex symbols, scale in the
-header), and ``frame_demapper`` pairs the two received PDUs back into a frame, flagging
-a digital part that failed CRC.
+(SemanticFrame dict -> image PDU; ``diffusion_decoder`` is the same block under the
+design card's name) call the inference worker (any system, any profile);
+``frame_mapper`` splits a frame into its digital PDU (header and payload bytes, for
+``digital_tx``) and its analog PDU (unit-power complex symbols, scale in the header),
+and ``frame_demapper`` pairs the two received PDUs back into a frame, flagging a
+digital part that failed CRC.
 
 Image PDUs are u8 vectors of the flattened (H, W, 3) RGB image with metadata
 ``shape`` = [H, W, 3] and provenance (``image_id``, ``path``).
@@ -100,6 +101,11 @@ class semantic_encoder(worker_block):
         header = msgpack.unpackb(reply.arrays["header"].tobytes(), raw=False) if reply.arrays["header"].size else {}
         fmeta = _python_meta(meta)
         fmeta["encode_ms"] = (time.perf_counter() - t_in) * 1e3
+        extra = reply.meta.get("frame_meta") if isinstance(reply.meta, dict) else None
+        if isinstance(extra, dict):  # what the system reports: caption, placeholder word, stage timings
+            for k, v in extra.items():
+                if isinstance(k, str) and k not in fmeta:
+                    fmeta[k] = v
         fmeta["image_shape"] = [int(s) for s in np.asarray(meta_get(meta, KEY_SHAPE)).reshape(-1)]
         frame = SemanticFrame(self.system, reply.arrays["digital"].tobytes(), reply.arrays["analog"], header, fmeta)
         return frame_to_pmt(frame)
@@ -118,8 +124,10 @@ class semantic_decoder(worker_block):
         timeout_ms (int): reply timeout per attempt.
     """
 
+    block_name = "gensemcom_semantic_decoder"
+
     def __init__(self, system="deepjscc", profile="embedded", address="", timeout_ms=60000):
-        worker_block.__init__(self, "gensemcom_semantic_decoder", address, profile, timeout_ms, retries=0)
+        worker_block.__init__(self, self.block_name, address, profile, timeout_ms, retries=0)
         self.system = str(system)
 
     def prepare(self, msg):
@@ -272,3 +280,26 @@ class frame_demapper(counting, gr.basic_block):
             frame = SemanticFrame(str(system), b"", analog_demap(symbols, 1.0), {}, fmeta, False)
         self.message_port_pub(pmt.intern("out"), frame_to_pmt(frame))
         self._count("n_out")
+
+
+class diffusion_decoder(semantic_decoder):
+    """The design's "diffusion decoder": SemanticFrame in, image PDU out, any system.
+
+    The receiver block of the link as the design card draws it (frame -> diffusion
+    decoder -> image sink). It is :class:`semantic_decoder` under that name: for TISC
+    and prompt-only it runs the generative model (Stable Diffusion with the profile
+    ``full``, TISC's shipped small generator with ``embedded``, random tiny models
+    with ``tiny``); for the other systems it runs their own receiver. Computed by the
+    inference worker, never on the scheduler thread.
+
+    Args:
+        system (str): semantic system, as at the encoder ("tisc", "prompt-only", ...).
+        profile (str): model profile, as at the encoder.
+        address (str): worker or broker endpoint ('' starts a local worker).
+        timeout_ms (int): reply timeout per attempt (model loading on first use included).
+    """
+
+    block_name = "gensemcom_diffusion_decoder"
+
+    def __init__(self, system="tisc", profile="embedded", address="", timeout_ms=60000):
+        semantic_decoder.__init__(self, system=system, profile=profile, address=address, timeout_ms=timeout_ms)

@@ -87,9 +87,15 @@ def _package() -> str:
 
 
 def _package_root() -> str:
-    """Directory to put on PYTHONPATH so the subprocess imports this same package."""
-    top = sys.modules[_package().split(".")[0]]
-    return str(Path(top.__file__).resolve().parents[1])
+    """Directory to put on PYTHONPATH so the subprocess imports this same package.
+
+    For ``gnuradio.gensemcom`` that is the folder holding our ``gnuradio/gensemcom``
+    (``/usr/local/lib/python3.11/dist-packages``), not the one holding GNU Radio's own
+    ``gnuradio`` package (``/usr/lib/python3/dist-packages``): putting Debian's
+    dist-packages first would shadow a venv's torch dependencies (sympy) in the worker.
+    """
+    name = _package().rsplit(".", 1)[0]  # gensemcom or gnuradio.gensemcom
+    return str(Path(sys.modules[name].__file__).resolve().parents[name.count(".") + 1])
 
 
 class LocalWorker:
