@@ -183,14 +183,26 @@ def add_link_parser(sub) -> None:
                     "equalisers -> frame demapper -> semantic decoder (worker) -> image sink. Starts a local "
                     "worker unless --address is given. Writes the received image, a side-by-side PNG "
                     "(sent | received) and a JSON report.",
-        epilog="example:\n  gensemcom link --system deepjscc --image kodim01.png --snr 10 --out out/",
+        epilog="examples:\n  gensemcom link --system tisc --image kodim01.png --snr 10 --out out/\n"
+               "  gensemcom link --system tisc --profile full --image kodim01.png --snr 5 --channel rayleigh "
+               "--out out/   # BLIP + Stable Diffusion (GPU)\n"
+               "  gensemcom link --system deepjscc --image photos/ --snr 1 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("system")
-    g.add_argument("--system", default="deepjscc", help="semantic system (default deepjscc)")
+    g.add_argument("--system", default="tisc",
+                   help="semantic system: tisc, deepjscc, jpeg2000-ldpc, prompt-only (default tisc)")
     g.add_argument("--profile", choices=["embedded", "tiny", "full"], default="embedded",
                    help="models: embedded (shipped, CPU), tiny (random, tests), full (paper models) (default embedded)")
     g.add_argument("--image", required=True, help="an image file or a folder of images")
     g.add_argument("--size", type=int, default=0, help="centre-crop and resize to SIZE x SIZE (default: keep)")
+    g.add_argument("--blip", metavar="ID_OR_PATH", default=None,
+                   help="full profile: BLIP captioner, a hub id or a local save_pretrained folder "
+                        "(sets GENSEMCOM_BLIP for the local worker; default Salesforce/blip-image-captioning-base)")
+    g.add_argument("--sd", metavar="ID_OR_PATH", default=None,
+                   help="full profile: Stable Diffusion pipeline, a hub id or a local folder "
+                        "(sets GENSEMCOM_SD for the local worker; default an SD 1.5 checkpoint)")
+    g.add_argument("--convert", action="store_true",
+                   help="accept images that are not 8-bit RGB (grayscale, palette, RGBA, CMYK...) and convert them")
     g = p.add_argument_group("channel")
     g.add_argument("--phy", choices=["pdu", "ota-sim"], default="pdu",
                    help="pdu: the PDU PHY blocks (AWGN/Rayleigh); ota-sim: the OFDM burst PHY through "
@@ -217,36 +229,71 @@ def add_link_parser(sub) -> None:
     p.set_defaults(func=run_link_cmd)
 
 
+def _link_error(msg: str) -> int:
+    print(f"gensemcom link: error: {' '.join(str(msg).split())}", file=sys.stderr)
+    return 2
+
+
 def run_link_cmd(args) -> int:
-    from .link_flowgraph import LinkOptions, run_link, run_link_ota
+    import shutil
+    import tempfile
+
+    from .link_flowgraph import LinkInputError, LinkOptions, check_images, check_system, run_link, run_link_ota
 
     opts = LinkOptions(system=args.system, profile=args.profile, images=args.image, snr_db=args.snr,
                        channel=args.channel, coherence=args.coherence, estimator=args.estimator,
                        n_pilots=args.pilots, modulation=args.modulation, code_rate=args.code_rate,
                        budget_symbols=args.budget, address=args.address, out_dir=args.out, seed=args.seed,
                        size=args.size, timeout_s=args.timeout)
-    try:
-        opts.validate()
-        from .systems import system_names
-        if args.system not in system_names():
-            raise ValueError(f"unknown system {args.system!r}; known: {', '.join(system_names())}")
-    except (ValueError, FileNotFoundError) as e:
-        print(f"gensemcom link: error: {e}", file=sys.stderr)
-        return 2
-    with _stdout_to_stderr(args.json):  # GNU Radio logs to stdout; keep it clean for --json
+    os.environ.setdefault("GENSEMCOM_WORKER_LOG_LEVEL", "WARNING")  # the local worker's start-up chatter
+    for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD")):
+        if flag:  # read by the model loaders of the local worker this process starts
+            os.environ[env] = flag
+    taps = None
+    try:  # everything that can be checked before a flowgraph runs: nothing is written on an error
         if args.phy == "ota-sim":
             try:
                 taps = tuple(complex(t) if "j" in t else float(t) for t in args.taps.split(","))
             except ValueError:
-                print(f"gensemcom link: error: --taps must be numbers, got {args.taps!r}", file=sys.stderr)
-                return 2
-            report = run_link_ota(opts, cfo=args.cfo, epsilon=args.epsilon, taps=taps)
-        else:
-            report = run_link(opts)
+                raise LinkInputError(f"--taps must be numbers, got {args.taps!r}") from None
+        if args.size < 0:
+            raise LinkInputError(f"--size must be 0 (keep) or a positive size, got {args.size}")
+        if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise LinkInputError(f"--out {args.out!r} exists and is not a folder")
+        check_images(args.image, convert=args.convert)
+        opts.validate()
+        if args.phy != "ota-sim":
+            with _stdout_to_stderr(args.json):
+                check_system(opts)
+    except (LinkInputError, ValueError, FileNotFoundError) as e:
+        return _link_error(e)
+    # outputs go to a staging folder beside --out, moved into place only when the run completes
+    stage = None
     if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "report.json"), "w") as f:
-            json.dump(report, f, indent=1)
+        parent = os.path.dirname(os.path.abspath(args.out))
+        os.makedirs(parent, exist_ok=True)
+        stage = tempfile.mkdtemp(prefix=".gensemcom-link-", dir=parent)
+        opts.out_dir = stage
+    try:
+        with _stdout_to_stderr(args.json):  # GNU Radio logs to stdout; keep it clean for --json
+            if args.phy == "ota-sim":
+                report = run_link_ota(opts, cfo=args.cfo, epsilon=args.epsilon, taps=taps)
+            else:
+                report = run_link(opts)
+        if stage:
+            for r in report["images"]:
+                if r.get("output"):
+                    r["output"] = os.path.join(args.out, os.path.basename(r["output"]))
+            with open(os.path.join(stage, "report.json"), "w") as f:
+                json.dump(report, f, indent=1)
+            os.makedirs(args.out, exist_ok=True)
+            for name in os.listdir(stage):
+                os.replace(os.path.join(stage, name), os.path.join(args.out, name))
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        return _link_error(f"{type(e).__name__}: {e}")
+    finally:
+        if stage:
+            shutil.rmtree(stage, ignore_errors=True)
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -29,6 +29,93 @@ from .semantic_blocks import frame_demapper, frame_mapper, semantic_decoder, sem
 
 RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
 
+#: the largest image the link takes (pixels; the worker's limit is the same)
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+_MODES = {"L": "grayscale", "LA": "grayscale with alpha", "1": "black and white", "P": "palette",
+          "RGBA": "RGB with alpha", "CMYK": "CMYK", "I;16": "16-bit grayscale", "I": "32-bit integer",
+          "F": "32-bit float", "YCbCr": "YCbCr", "LAB": "Lab", "HSV": "HSV"}
+
+
+class LinkInputError(ValueError):
+    """An input the link cannot take; the message is one line naming the problem and the fix."""
+
+
+def check_images(path: str, convert: bool = False) -> List:
+    """Check every image at ``path`` before a flowgraph is built.
+
+    Each must exist, decode completely, have at most :data:`MAX_IMAGE_PIXELS` pixels
+    and be 8-bit RGB (other modes are accepted with ``convert=True``; they are then
+    converted to RGB, alpha dropped).
+
+    Returns:
+        list[Path]: the image files.
+
+    Raises:
+        LinkInputError: naming the first bad image and what to do about it.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        files = list_images(path)
+    except FileNotFoundError as e:
+        raise LinkInputError(str(e)) from None
+    if not files:
+        raise LinkInputError(f"no images (.png, .jpg, ...) in folder {path!r}")
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise LinkInputError(f"image {str(f)!r} is {w} x {h} ({w * h / 1e6:.1f} Mpixel), over the "
+                                         f"{MAX_IMAGE_PIXELS / 1e6:.1f} Mpixel limit: downscale it or pass --size N")
+                if im.mode != "RGB" and not convert:
+                    raise LinkInputError(f"image {str(f)!r} is {_MODES.get(im.mode, im.mode)} (PIL mode "
+                                         f"{im.mode}), not 8-bit RGB: convert it, or pass --convert to convert "
+                                         "it on the fly")
+                im.load()
+        except LinkInputError:
+            raise
+        except Image.DecompressionBombError:
+            raise LinkInputError(f"image {str(f)!r} is too large to decode safely (over "
+                                 f"{MAX_IMAGE_PIXELS / 1e6:.1f} Mpixel): downscale it") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            raise LinkInputError(f"cannot read image {str(f)!r} ({type(e).__name__}: {e}): check that it is "
+                                 "a complete PNG/JPEG/... file you may read") from None
+    return files
+
+
+def check_system(opts: "LinkOptions", timeout_s: Optional[float] = None) -> Dict:
+    """Ask the worker (``opts.address``, or this process's local one) to load the
+    system's models for the profile, so that a missing model is reported before a
+    flowgraph starts.
+
+    Returns:
+        dict: the worker's reply meta (``system``, ``profile``).
+
+    Raises:
+        LinkInputError: unknown system, or models that cannot be loaded (the message
+            is the loader's: the model id, why, and how to provide a local copy), or
+            no worker.
+    """
+    from .systems import system_names
+    from .worker.client import WorkerClient, WorkerError, WorkerUnavailable
+    from .worker_block import shared_local_worker
+
+    if opts.system not in system_names():
+        raise LinkInputError(f"unknown system {opts.system!r}; known: {', '.join(system_names())}")
+    try:
+        client = WorkerClient(opts.address or shared_local_worker(), profile=opts.profile,
+                              timeout_ms=int(1000 * (timeout_s or opts.timeout_s)), retries=0)
+        try:
+            return client.call("semantic_load", meta={"system": opts.system}).meta
+        finally:
+            client.close()
+    except WorkerError as e:
+        raise LinkInputError(" ".join(e.message.split())) from None
+    except WorkerUnavailable as e:
+        raise LinkInputError(f"{e}: start one with 'gensemcom worker --bind ADDRESS' or omit --address") from None
+
 
 @dataclass
 class LinkOptions:
@@ -147,6 +234,18 @@ class SemanticLinkFlowgraph(gr.top_block):
         return out
 
 
+#: what a transmitter may report about an image (TISC: caption, hybrid prompt, TI loss)
+TX_REPORT_KEYS = ("caption", "prompt", "word", "ti_steps", "ti_loss_first", "ti_loss_last")
+
+
+def stage_timings(info: Dict) -> Dict[str, float]:
+    """The ``*_ms`` entries of an image's metadata: encode and decode as the blocks
+    measured them (worker round trip included) and the system's own stages (TISC:
+    caption, selection, inversion), in milliseconds."""
+    return {k: round(float(v), 2) for k, v in info.items()
+            if k.endswith("_ms") and isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def run_link(opts: LinkOptions) -> Dict:
     """Run the flowgraph over every image and return a JSON-able report."""
     from .eval.metrics import psnr
@@ -181,7 +280,10 @@ def run_link(opts: LinkOptions) -> Dict:
                         "shape": list(img.shape), "channel_uses": tb.channel_uses(info),
                         "cbr": round(tb.channel_uses(info)["total"] / float(img.size), 6),
                         "crc_ok": info.get("crc_ok"),
-                        "timings_ms": {k: round(float(info[k]), 2) for k in ("encode_ms", "decode_ms") if k in info}})
+                        "timings_ms": stage_timings(info)})
+            tx = {k: info[k] for k in TX_REPORT_KEYS if info.get(k) is not None}
+            if tx:
+                row["transmitter"] = tx
             if opts.out_dir:
                 row["output"] = f"{opts.out_dir.rstrip('/')}/{f.stem}.png"
         rows.append(row)

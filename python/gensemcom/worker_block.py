@@ -9,6 +9,7 @@ message).
 """
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -31,12 +32,14 @@ def shared_local_worker() -> str:
 
     Every block without an address shares it, so an encoder and a decoder in one
     flowgraph (or several flowgraphs run one after another) load each model once.
-    It ends with the process.
+    It ends with the process. Its log level is ``$GENSEMCOM_WORKER_LOG_LEVEL``
+    (default INFO; ``gensemcom link`` uses WARNING).
     """
     with _LOCAL_LOCK:
         w = _LOCAL.get("worker")
         if w is None or w.proc.poll() is not None:
-            w = _LOCAL["worker"] = LocalWorker()
+            level = os.environ.get("GENSEMCOM_WORKER_LOG_LEVEL", "INFO").upper()
+            w = _LOCAL["worker"] = LocalWorker(["--log-level", level])
         return w.address
 
 

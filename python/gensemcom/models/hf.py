@@ -91,7 +91,9 @@ def _looks_like_path(model_id: str) -> bool:
 
 def _how_to(kind: str) -> str:
     env = ENV_BLIP if kind == "blip" else ENV_SD
-    return (f"set {env} (or pass the model id/path) to a local directory saved with save_pretrained, or "
+    flag = "--blip" if kind == "blip" else "--sd"
+    return (f"point {env} (gensemcom link {flag} PATH, or the system's model argument) to a local directory "
+            f"saved with save_pretrained, or "
             f"download it once with network access (unset HF_HUB_OFFLINE; e.g. `hf download <id>`) into the "
             f"Hugging Face cache; the 'tiny' profile needs no download")
 
@@ -118,7 +120,8 @@ def _load(kind: str, model_id: str, fn):
         elif offline:
             where = "offline (HF_HUB_OFFLINE is set) and it is not in the Hugging Face cache"
         else:
-            where = "not found on the hub or not downloadable"
+            where = ("not in the Hugging Face cache and the hub could not provide it (no network reachable, "
+                     "or no such model)")
         raise ModelNotAvailable(f"cannot load {kind.upper()} model {model_id!r}: {where}. To provide it: "
                                 f"{_how_to(kind)}. ({type(e).__name__}: {str(e)[:300]})") from e
 

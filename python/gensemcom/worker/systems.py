@@ -87,8 +87,37 @@ def semantic_encode(ctx: CallContext, arrays: Dict[str, np.ndarray]):
     system = _system(ctx)
     frame = system.encode(np.ascontiguousarray(arrays["image"]), _context(ctx.meta))
     header = msgpack.packb(frame.header, use_bin_type=True)
-    return {"digital": np.frombuffer(frame.digital, np.uint8), "analog": frame.analog,
-            "header": np.frombuffer(header, np.uint8)}
+    return ({"digital": np.frombuffer(frame.digital, np.uint8), "analog": frame.analog,
+             "header": np.frombuffer(header, np.uint8)}, {"frame_meta": plain_meta(frame.meta)})
+
+
+def plain_meta(meta) -> Dict[str, Any]:
+    """The scalar entries (str, bool, int, finite float, None) of a frame's meta: what
+    the transmitter reports about its work (caption, timings), sent back in the reply."""
+    out: Dict[str, Any] = {}
+    for k, v in (meta or {}).items():
+        if isinstance(v, (np.floating, np.integer)):
+            v = v.item()
+        if isinstance(k, str) and (v is None or isinstance(v, (str, bool, int))
+                                   or (isinstance(v, float) and np.isfinite(v))):
+            out[k] = v[:1000] if isinstance(v, str) else v
+    return out
+
+
+@METHODS.register("semantic_load", inputs=[])
+def semantic_load(ctx: CallContext, arrays: Dict[str, np.ndarray]):
+    """Load (or find resident) meta 'system' for the request's profile; reply meta
+    ``system``, ``profile``. A model that cannot be loaded is a ``model_unavailable``
+    error whose message says which model and how to provide it (used by
+    ``gensemcom link`` before it starts a flowgraph)."""
+    name = ctx.meta.get("system") if isinstance(ctx.meta, dict) else None
+    try:
+        _system(ctx)
+    except RequestError:
+        raise
+    except (OSError, ValueError, LookupError, NotImplementedError, ImportError, RuntimeError) as e:
+        raise RequestError("model_unavailable", f"{name} ({ctx.profile} profile): {e}") from None
+    return {}, {"system": name, "profile": ctx.profile}
 
 
 @METHODS.register("semantic_decode", inputs=[ArraySpec("digital", ("uint8",), ndim=1),
