@@ -62,11 +62,21 @@ UNet forward and backward pass at 64 x 64 latents); use a GPU, or fewer steps an
 lower ``resolution``. A tqdm bar shows the steps and the loss. The ``tiny`` profile
 (random models of :mod:`gensemcom.models.tiny_hf`, 32 x 32, 3 steps) runs in about a
 second and exists for tests.
+
+The ``embedded`` profile (:mod:`gensemcom.models.tisc_embedded`) keeps this link
+with small models the team trained on the shared training sets and ships: a Show,
+Attend and Tell captioner (word vocabulary; its ids are the digital part), the
+placeholder chosen by the captioner's visual gate ``beta`` per word, textual
+inversion of a 512-d ``v`` against a frozen conditional decoder ``G(v, c)`` with the
+same noise-robust loss on pixels, and ``G`` at the receiver (64 x 64, resized to the
+sent size). 512 analog values = 256 complex channel uses. It runs offline on a CPU
+in seconds; it is not a diffusion model and its images are blurry thumbnails.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -88,6 +98,9 @@ my your our as up down out off very while who which what where when top front ba
 #: special tokens of the CLIP and BERT tokenizers, never selectable
 SPECIAL_TOKENS = frozenset(["<|startoftext|>", "<|endoftext|>", "[CLS]", "[SEP]", "[PAD]", "[UNK]", "[MASK]",
                             "[DEC]", "<s>", "</s>", "<pad>", "<unk>", PLACEHOLDER])
+
+#: defaults of the embedded profile (models of :mod:`gensemcom.models.tisc_embedded`)
+EMBEDDED_DEFAULTS = dict(ti_steps=100, lr=0.5, caption_max_tokens=16)
 
 PROFILES = {
     "full": dict(resolution=512, ti_steps=500, gen_steps=50, guidance=7.5, caption_max_tokens=30, num_beams=3),
@@ -383,9 +396,10 @@ class TISC(CaptionDiffusionSystem):
     (placeholder embedding) frame.
 
     Args:
-        profile (str): ``"full"`` (BLIP base + SD 1.5, see :mod:`gensemcom.models.hf`)
-            or ``"tiny"`` (random tiny models for tests). ``"embedded"`` is future
-            work and raises NotImplementedError.
+        profile (str): ``"full"`` (BLIP base + SD 1.5, see :mod:`gensemcom.models.hf`),
+            ``"embedded"`` (the shipped small captioner and decoder of
+            :mod:`gensemcom.models.tisc_embedded`, CPU, offline) or ``"tiny"``
+            (random tiny models for tests).
         device (str | None): torch device (default CUDA when available).
         blip (str | None), sd (str | None): model ids or local directories overriding
             the profile's (full: ``$GENSEMCOM_BLIP`` / ``$GENSEMCOM_SD`` or defaults).
@@ -393,8 +407,8 @@ class TISC(CaptionDiffusionSystem):
         on_crc_fail (str): ``"lost"`` (decode returns None) or ``"embedding-only"``.
         ti_steps (int), lr (float), train_snr_db (float | None), resolution (int),
             seed (int): textual inversion settings (profile defaults: full 500 steps
-            at 512 px, tiny 3 steps at 32 px; lr 5e-3; -5 dB; seed 0). The seed also
-            seeds generation (sent in the header).
+            at 512 px, tiny 3 steps at 32 px, lr 5e-3; embedded 100 steps at 64 px, lr
+            0.5; -5 dB; seed 0). The seed also seeds generation (sent in the header).
         gen_steps (int), guidance (float): denoising steps and classifier-free
             guidance scale of the receiver.
         caption_max_tokens (int), num_beams (int): BLIP captioning settings.
@@ -403,26 +417,34 @@ class TISC(CaptionDiffusionSystem):
         progress (bool): show the textual-inversion progress bar.
         threads (int | None): torch CPU threads, set again before every encode and
             decode (the PHY's numba/OpenMP code may change torch's setting).
+        weights (str | None): the embedded profile's bundle (default: the shipped
+            ``models/weights/tisc_embedded.pt``).
 
     Raises:
-        NotImplementedError: profile ``"embedded"``.
         ValueError: unknown profile or ``on_crc_fail``.
+        FileNotFoundError: the embedded bundle is missing.
         gensemcom.models.hf.ModelNotAvailable: a model that cannot be loaded.
     """
 
     def __init__(self, profile: str = "full", device: Optional[str] = None, blip: Optional[str] = None,
                  sd: Optional[str] = None, dtype=None, on_crc_fail: str = "lost", ti_steps: Optional[int] = None,
-                 lr: float = 5e-3, train_snr_db: Optional[float] = -5.0, resolution: Optional[int] = None,
+                 lr: Optional[float] = None, train_snr_db: Optional[float] = -5.0, resolution: Optional[int] = None,
                  seed: int = 0, gen_steps: Optional[int] = None, guidance: Optional[float] = None,
                  caption_max_tokens: Optional[int] = None, num_beams: Optional[int] = None,
-                 fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None):
+                 fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None,
+                 weights: Optional[str] = None):
         if on_crc_fail not in ON_CRC_FAIL:
             raise ValueError(f"on_crc_fail must be one of {ON_CRC_FAIL}, got {on_crc_fail!r}")
         self.on_crc_fail = on_crc_fail
+        self.bundle = None
+        if profile == "embedded":
+            self._setup_embedded(weights, device, on_crc_fail, ti_steps, lr, train_snr_db, seed,
+                                 caption_max_tokens, fallback_norm, progress, threads)
+            return
         d = self._setup_models(PROFILES, profile, device, blip, sd, dtype, resolution, gen_steps, guidance, seed,
                                caption_max_tokens, num_beams, threads)
         self.ti_steps = int(d["ti_steps"] if ti_steps is None else ti_steps)
-        self.lr = float(lr)
+        self.lr = float(5e-3 if lr is None else lr)
         self.train_snr_db = None if train_snr_db is None else float(train_snr_db)
         self.progress = bool(progress)
         with hf_lock():
@@ -434,6 +456,66 @@ class TISC(CaptionDiffusionSystem):
         keep = np.ones(norms.numel(), bool)
         keep[self.token_id] = False  # the placeholder's own row is not a learned token
         self.expected_norm = float(fallback_norm) if fallback_norm else float(norms.cpu().numpy()[keep].mean())
+
+    def _setup_embedded(self, weights, device, on_crc_fail, ti_steps, lr, train_snr_db, seed, caption_max_tokens,
+                        fallback_norm, progress, threads) -> None:
+        """The ``embedded`` profile: the shipped bundle of :mod:`gensemcom.models.tisc_embedded`."""
+        from ..models.tisc_embedded import PLACEHOLDER_ID, EmbeddedTISC
+
+        d = EMBEDDED_DEFAULTS  # small models: always on the CPU, whatever the worker's device
+        self.profile, self.device = "embedded", "cpu"
+        self.threads = int(threads) if threads else None
+        self._apply_threads()
+        self.bundle = EmbeddedTISC.load(weights)
+        self.resolution = self.bundle.res
+        self.seed = int(seed)
+        self.ti_steps = int(d["ti_steps"] if ti_steps is None else ti_steps)
+        self.lr = float(d["lr"] if lr is None else lr)
+        self.train_snr_db = None if train_snr_db is None else float(train_snr_db)
+        self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
+        self.progress = bool(progress)
+        self.token_id = PLACEHOLDER_ID
+        self.dim = self.bundle.dim
+        self.vocab_size = len(self.bundle.vocab)
+        #: the mean norm of v over the decoder's validation images: the scale assumed when the header is lost
+        self.expected_norm = float(fallback_norm) if fallback_norm else \
+            float(self.bundle.record.get("expected_norm") or math.sqrt(self.dim))
+
+    def _prepare_embedded(self, img: np.ndarray) -> dict:
+        """Embedded transmitter front end: caption, gate-scored selection, E(x)."""
+        b = self.bundle
+        t0 = time.perf_counter()
+        ids, betas = b.caption(img, self.caption_max_tokens)
+        t1 = time.perf_counter()
+        words = b.vocab.tokens(ids)
+        try:
+            k = select_token(words, betas) if ids else None
+        except ValueError:
+            k = None
+        if k is None:
+            word, pos, kept = None, len(ids), list(ids)
+        else:
+            word, pos, kept = words[k], k, ids[:k] + ids[k + 1:]
+        init = b.init_embedding(img)
+        return {"caption": b.vocab.decode(ids), "ids": ids, "word": word, "kept": kept, "pos": int(pos),
+                "init": init, "scores": [float(x) for x in betas], "words": words,
+                "caption_ms": (t1 - t0) * 1e3, "select_ms": (time.perf_counter() - t1) * 1e3}
+
+    def _invert(self, img: np.ndarray):
+        """Everything the transmitter computes: (prepare's dict, v, losses)."""
+        if self.bundle is not None:
+            from ..models.tisc_embedded import invert
+
+            p = self._prepare_embedded(img)
+            v, losses = invert(self.bundle, img, p["kept"], p["init"], self.ti_steps, self.lr, self.train_snr_db,
+                               seed=self.seed, progress=self.progress)
+            return p, v, losses
+        with hf_lock():
+            p = self.prepare(img)
+            prompt = p["kept"][: p["pos"]] + [self.token_id] + p["kept"][p["pos"]:]
+            v, losses = textual_inversion(self.pipe, p["latents"], prompt, self.token_id, p["init"],
+                                          self.ti_steps, self.lr, self.train_snr_db, self.seed, self.progress)
+        return p, v, losses
 
     # ------------------------------------------------------------ transmitter
     def prepare(self, image: np.ndarray):
@@ -449,7 +531,9 @@ class TISC(CaptionDiffusionSystem):
         from ..models.hf import prompt_ids
 
         img = as_image(image)
+        t0 = time.perf_counter()
         text = self.caption(img)
+        t1 = time.perf_counter()
         ids = prompt_ids(self.pipe.tokenizer, text)[: self.pipe.tokenizer.model_max_length - 3]  # room for <*>
         latents = image_latents(self.pipe, img, self.resolution)
         words = words_of(self.pipe.tokenizer, ids) if ids else []
@@ -470,7 +554,7 @@ class TISC(CaptionDiffusionSystem):
                 init = table[[ids[j] for j in span]].float().mean(0)
         return {"caption": text, "ids": ids, "word": word, "kept": kept, "pos": int(pos),
                 "init": init.cpu().numpy(), "scores": word_scores, "words": [w for w, _ in words],
-                "latents": latents}
+                "latents": latents, "caption_ms": (t1 - t0) * 1e3, "select_ms": (time.perf_counter() - t1) * 1e3}
 
     def encode(self, image: np.ndarray, ctx: Optional[LinkContext] = None) -> SemanticFrame:
         """Image -> frame: caption ids (placeholder removed) digital, unit-norm ``v`` analog."""
@@ -478,11 +562,9 @@ class TISC(CaptionDiffusionSystem):
         from ..models.hf import pack_ids
 
         img = as_image(image)
-        with hf_lock():
-            p = self.prepare(img)
-            prompt = p["kept"][: p["pos"]] + [self.token_id] + p["kept"][p["pos"]:]
-            v, losses = textual_inversion(self.pipe, p["latents"], prompt, self.token_id, p["init"],
-                                          self.ti_steps, self.lr, self.train_snr_db, self.seed, self.progress)
+        t0 = time.perf_counter()
+        p, v, losses = self._invert(img)
+        inversion_ms = (time.perf_counter() - t0) * 1e3 - p["caption_ms"] - p["select_ms"]
         norm = float(np.linalg.norm(v))
         if not np.isfinite(norm) or norm == 0.0:
             raise RuntimeError("textual inversion produced a zero or non-finite embedding")
@@ -493,13 +575,26 @@ class TISC(CaptionDiffusionSystem):
         header = {"pos": p["pos"], "dt": dt, "norm": norm, "seed": self.seed,
                   "size": [int(img.shape[0]), int(img.shape[1])]}
         meta = {"caption": p["caption"], "word": p["word"], "ti_loss_first": losses[0] if losses else None,
-                "ti_loss_last": losses[-1] if losses else None, "ti_steps": len(losses)}
+                "ti_loss_last": losses[-1] if losses else None, "ti_steps": len(losses),
+                "prompt": self.prompt_text(p["kept"], p["pos"]),
+                "caption_ms": p["caption_ms"], "select_ms": p["select_ms"], "inversion_ms": inversion_ms}
         return SemanticFrame(self.name, digital, analog, header, meta)
+
+    def prompt_text(self, kept: Sequence[int], pos: int) -> str:
+        """The hybrid prompt as text: the caption ids ``kept`` with ``<*>`` at ``pos``."""
+        if self.bundle is not None:
+            left, right = self.bundle.vocab.decode(kept[:pos]), self.bundle.vocab.decode(kept[pos:])
+        else:
+            dec = self.pipe.tokenizer.decode
+            left, right = dec(list(kept[:pos])).strip(), dec(list(kept[pos:])).strip()
+        return " ".join(t for t in (left, PLACEHOLDER, right) if t)
 
     # ------------------------------------------------------------ receiver
     def _generate(self, ids: List[int], v: np.ndarray, seed: int, size) -> np.ndarray:
         import torch
 
+        if self.bundle is not None:  # the context skips the placeholder's id
+            return self.bundle.render(ids, v, size)
         from ..models.hf import encode_ids, generate
 
         with hf_lock():
@@ -535,7 +630,7 @@ class TISC(CaptionDiffusionSystem):
             size = (int(size[0]), int(size[1])) if size else None
         except (KeyError, TypeError, ValueError, IndexError):
             return None
-        vocab = len(self.pipe.tokenizer)
+        vocab = self.vocab_size if self.bundle is not None else len(self.pipe.tokenizer)
         if not 0 <= pos <= len(kept) or not np.isfinite(norm) or norm <= 0 or any(i >= vocab for i in kept):
             return None
         ids = kept[:pos] + [self.token_id] + kept[pos:]

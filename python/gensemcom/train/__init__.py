@@ -8,6 +8,7 @@ from __future__ import annotations
 
 def add_parsers(subparsers) -> None:
     """Add every trainer's subcommand (``deepjscc``, ...) to ``subparsers``."""
-    from . import deepjscc
+    from . import deepjscc, tisc_embedded
 
     deepjscc.add_parser(subparsers)
+    tisc_embedded.add_parser(subparsers)
