@@ -1,7 +1,7 @@
 # gr-gensemcom: every target does its own idempotent set-up on a fresh Debian bookworm machine.
 #
-#   make demo    set up, then run the main job: an image through the embedded DeepJSCC system and
-#                the PHY blocks in a real GNU Radio flowgraph, offline, on CPU (out/demo/)
+#   make demo    set up, then run the main job: an image through TISC (embedded profile) and the
+#                PHY blocks in a real GNU Radio flowgraph, offline, on CPU (out/demo/)
 #   make test    set up, install the module, run the whole test suite
 #   make bench   set up, run the benchmarks (PHY curves and throughputs) into results/
 #   make install build and install the GNU Radio module under PREFIX (default /usr/local)
@@ -68,7 +68,7 @@ test: install
 
 DEMO_OUT ?= out/demo
 demo: install
-	$(VENV)/bin/gensemcom link --system deepjscc --profile embedded --image examples/data/astronaut.jpg \
+	$(VENV)/bin/gensemcom link --system tisc --profile embedded --image examples/data/astronaut.jpg \
 	  --snr 10 --out $(DEMO_OUT)
 	@echo "received image, sent | received comparison and report.json in $(DEMO_OUT)/"
 
