@@ -518,21 +518,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``deepjscc`` subcommand to a ``train`` subparsers object."""
-    p = subparsers.add_parser("deepjscc", help="train / export / evaluate the DeepJSCC baseline",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    from . import add_trainer
+
+    return add_trainer(subparsers, "deepjscc", "train / export / evaluate the DeepJSCC baseline", __doc__, add_arguments, run)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """``python -m gensemcom.train.deepjscc``."""
-    p = argparse.ArgumentParser(prog="python -m gensemcom.train.deepjscc", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    args.argv = ["python", "-m", "gensemcom.train.deepjscc"] + list(sys.argv[1:] if argv is None else argv)
-    return run(args)
+    from . import trainer_main
+
+    return trainer_main("gensemcom.train.deepjscc", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

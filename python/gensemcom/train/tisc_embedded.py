@@ -365,20 +365,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("tisc-embedded", help="train the captioner and decoder of TISC's embedded profile",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    p.set_defaults(func=run)
-    return p
+    """Add the ``tisc-embedded`` subcommand to a ``train`` subparsers object."""
+    from . import add_trainer
+
+    return add_trainer(subparsers, "tisc-embedded", "train the captioner and decoder of TISC's embedded profile", __doc__, add_arguments, run)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m gensemcom.train.tisc_embedded", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    args = p.parse_args(argv)
-    args.argv = ["python", "-m", "gensemcom.train.tisc_embedded"] + list(sys.argv[1:] if argv is None else argv)
-    return run(args)
+    """``python -m gensemcom.train.tisc_embedded``."""
+    from . import trainer_main
+
+    return trainer_main("gensemcom.train.tisc_embedded", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":
