@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import functools
 import threading
-from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import pmt
 from gnuradio import gr
 
-from .image_io import load_image
+from .image_io import image_info, sent_image
 from .pdu_utils import PduError, counting
 from .semantic_blocks import image_from_pdu
 
@@ -212,16 +211,13 @@ class image_display(counting, gr.basic_block):
         except PduError as e:
             self.drop("bad input", str(e))
             return
-        info = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (pmt.to_python(meta) or {}).items()}
+        info = image_info(meta)
         ref = None
-        src = info.get("path")
-        if self.side_by_side and src and Path(str(src)).is_file():
+        if self.side_by_side:
             try:
-                ref = load_image(src, int(info.get("source_size") or 0))
+                ref = sent_image(info, img.shape)
             except Exception as e:  # the received image still shows
-                self.logger.warn(f"cannot read the sent image {src}: {type(e).__name__}: {e}")
-            if ref is not None and ref.shape != img.shape:
-                ref = None
+                self.logger.warn(f"cannot read the sent image {info.get('path')}: {type(e).__name__}: {e}")
         text = _caption(info, self.n_in)
         with self._gui_lock:
             self._latest = (info, img, ref, text)

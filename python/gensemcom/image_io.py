@@ -47,6 +47,22 @@ def load_image(path, size: int = 0) -> np.ndarray:
         return np.asarray(im, dtype=np.uint8).copy()
 
 
+def image_info(meta) -> dict:
+    """An image PDU's metadata as a plain dict (uniform vectors become lists)."""
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (pmt.to_python(meta) or {}).items()}
+
+
+def sent_image(info: dict, shape) -> "np.ndarray | None":
+    """The original of a received image, as the source read it: the file at the
+    metadata's ``path``, resized by ``source_size`` when the source resized it; None
+    when there is no such file or it does not have ``shape`` (read errors raise)."""
+    src = info.get("path")
+    if not src or not Path(str(src)).is_file():
+        return None
+    ref = load_image(src, int(info.get("source_size") or 0))
+    return ref if ref.shape == tuple(shape) else None
+
+
 def save_image(path, image: np.ndarray) -> None:
     from PIL import Image
 
@@ -158,16 +174,14 @@ class image_sink(counting, gr.basic_block):
         except PduError as e:
             self.drop("bad input", str(e))
             return
-        info = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (pmt.to_python(meta) or {}).items()}
+        info = image_info(meta)
         if self.out_dir:
             try:
                 name = str(info.get("image_id", f"image{self.n_out}"))
                 save_image(Path(self.out_dir) / f"{name}.png", img)
-                src = info.get("path")
-                if self.side_by_side and src and Path(src).is_file():
-                    ref = load_image(src, int(info.get("source_size") or 0))
-                    if ref.shape == img.shape:
-                        save_image(Path(self.out_dir) / f"{name}_compare.png", np.concatenate([ref, img], axis=1))
+                ref = sent_image(info, img.shape) if self.side_by_side else None
+                if ref is not None:
+                    save_image(Path(self.out_dir) / f"{name}_compare.png", np.concatenate([ref, img], axis=1))
             except Exception as e:  # a full disk must not kill the flowgraph
                 self.drop("write failed", f"{type(e).__name__}: {e}")
                 return

@@ -26,11 +26,12 @@ from .image_io import image_sink, image_source, list_images, load_image
 from .pdu_channel import pdu_channel
 from .pilots import equalizer, pilot_inserter
 from .semantic_blocks import frame_demapper, frame_mapper, semantic_decoder, semantic_encoder
+from .worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
 RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
 
-#: the largest image the link takes (pixels; the worker's limit is the same)
-MAX_IMAGE_PIXELS = 4096 * 4096
+#: the largest image the link takes, in pixels: the worker's limit
+MAX_IMAGE_PIXELS = WORKER_MAX_ELEMS // 3
 
 _MODES = {"L": "grayscale", "LA": "grayscale with alpha", "1": "black and white", "P": "palette",
           "RGBA": "RGB with alpha", "CMYK": "CMYK", "I;16": "16-bit grayscale", "I": "32-bit integer",

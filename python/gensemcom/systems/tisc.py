@@ -438,8 +438,8 @@ class TISC(CaptionDiffusionSystem):
         self.on_crc_fail = on_crc_fail
         self.bundle = None
         if profile == "embedded":
-            self._setup_embedded(weights, device, on_crc_fail, ti_steps, lr, train_snr_db, seed,
-                                 caption_max_tokens, fallback_norm, progress, threads)
+            self._setup_embedded(weights, ti_steps, lr, train_snr_db, seed, caption_max_tokens, fallback_norm,
+                                 progress, threads)
             return
         d = self._setup_models(PROFILES, profile, device, blip, sd, dtype, resolution, gen_steps, guidance, seed,
                                caption_max_tokens, num_beams, threads)
@@ -449,6 +449,7 @@ class TISC(CaptionDiffusionSystem):
         self.progress = bool(progress)
         with hf_lock():
             self.token_id = add_placeholder(self.pipe)
+        self.vocab_size = len(self.pipe.tokenizer)  # ids a received caption may hold
         table = self.pipe.text_encoder.get_input_embeddings().weight
         self.dim = int(table.shape[1])
         #: the mean L2 norm of SD's token embeddings: the scale assumed when the header is lost
@@ -457,8 +458,8 @@ class TISC(CaptionDiffusionSystem):
         keep[self.token_id] = False  # the placeholder's own row is not a learned token
         self.expected_norm = float(fallback_norm) if fallback_norm else float(norms.cpu().numpy()[keep].mean())
 
-    def _setup_embedded(self, weights, device, on_crc_fail, ti_steps, lr, train_snr_db, seed, caption_max_tokens,
-                        fallback_norm, progress, threads) -> None:
+    def _setup_embedded(self, weights, ti_steps, lr, train_snr_db, seed, caption_max_tokens, fallback_norm,
+                        progress, threads) -> None:
         """The ``embedded`` profile: the shipped bundle of :mod:`gensemcom.models.tisc_embedded`."""
         from ..models.tisc_embedded import PLACEHOLDER_ID, EmbeddedTISC
 
@@ -630,8 +631,7 @@ class TISC(CaptionDiffusionSystem):
             size = (int(size[0]), int(size[1])) if size else None
         except (KeyError, TypeError, ValueError, IndexError):
             return None
-        vocab = self.vocab_size if self.bundle is not None else len(self.pipe.tokenizer)
-        if not 0 <= pos <= len(kept) or not np.isfinite(norm) or norm <= 0 or any(i >= vocab for i in kept):
+        if not 0 <= pos <= len(kept) or not np.isfinite(norm) or norm <= 0 or any(i >= self.vocab_size for i in kept):
             return None
         ids = kept[:pos] + [self.token_id] + kept[pos:]
         return self._generate(ids, y * norm, seed, size)

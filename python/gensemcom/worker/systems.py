@@ -25,7 +25,7 @@ from .models import register_model
 from .registry import METHODS, ArraySpec, CallContext, RequestError
 from .wire import PROFILES
 
-MAX_PIXELS = 4096 * 4096 * 3
+MAX_PIXELS = 4096 * 4096 * 3  #: largest image (elements of H x W x 3) a request may carry
 
 
 def _system_loader(name: str, profile: str):
