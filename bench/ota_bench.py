@@ -15,7 +15,7 @@ Three measurements, each through real GNU Radio flowgraphs (ota_tx -> channels.c
 3. **receiver throughput**: a captured stream of frames replayed through ota_rx alone,
    as fast as the CPU allows: frames/s and samples/s (real-time factor at 1 Msps).
 
-SNR is the per-data-carrier Es/N0 (see gensemcom.ota.link). CFO is in subcarrier
+SNR is the per-data-carrier Es/N0 (see gensemcom.flowgraphs.ota_sim). CFO is in subcarrier
 spacings (fs / 128).
 
     python bench/ota_bench.py --json                    # full run (a few minutes)
@@ -33,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
-from gensemcom.ota.link import OtaSim, _cfg_taps  # noqa: E402
+from gensemcom.flowgraphs.ota_sim import OtaSim, _cfg_taps  # noqa: E402
 from gensemcom.ota.phy import HEADER_SYMS, OtaParams, sc_threshold  # noqa: E402
 from gensemcom.phy.digital import DigitalLink  # noqa: E402
 
@@ -118,8 +118,8 @@ def throughput(args, n_frames=60):
     import pmt
     from gnuradio import blocks, channels, gr
 
-    from gensemcom.ota.blocks import ota_rx, ota_tx
-    from gensemcom.pdu_utils import make_pdu, meta_set
+    from gensemcom.blocks import ota_rx, ota_tx
+    from gensemcom.blocks.pdu_utils import make_pdu, meta_set
 
     p = OtaParams()
     rng = np.random.default_rng(3)

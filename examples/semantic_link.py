@@ -7,7 +7,7 @@
 # GNU Radio Python Flow Graph
 # Title: gr-gensemcom semantic link
 # Author: gr-gensemcom
-# Description: The full semantic link (what `gensemcom link` runs): images through a semantic encoder, its digital part through CRC-32/LDPC/QAM and its analog part as complex symbols, both across a PDU channel, then the frame demapper, semantic decoder and an image sink. Give --image (a file or a folder; empty means the images of the current folder); the script runs until killed (Ctrl-C).
+# Description: The full semantic link (what `gensemcom link` runs): images through a semantic encoder, its digital part through CRC-32/LDPC/QAM and its analog part as complex symbols, both across a PDU channel, then the frame demapper, semantic decoder and an image sink; the decoder's feedback goes back to the encoder through a return link, for systems with feedback rounds (--system row-refine). Give --image (a file or a folder; empty means the images of the current folder); the script runs until killed (Ctrl-C).
 # GNU Radio version: 3.10.5.1
 
 from gnuradio import gensemcom
@@ -64,6 +64,13 @@ class semantic_link(gr.top_block):
             profile=profile,
             address='',
             timeout_ms=60000)
+        self.return_link = gensemcom.return_link(
+            snr_db=snr_db,
+            channel=channel,
+            modulation=4,
+            code_rate='1/2',
+            coherence=64,
+            seed=(seed + 2))
         self.image_source = gensemcom.image_source(
             path=image,
             period_s=1.0,
@@ -113,7 +120,9 @@ class semantic_link(gr.top_block):
         self.msg_connect((self.frame_mapper, 'analog'), (self.analog_channel, 'in'))
         self.msg_connect((self.frame_mapper, 'digital'), (self.digital_tx, 'in'))
         self.msg_connect((self.image_source, 'out'), (self.semantic_encoder, 'in'))
+        self.msg_connect((self.return_link, 'out'), (self.semantic_encoder, 'feedback'))
         self.msg_connect((self.semantic_decoder, 'out'), (self.image_sink, 'in'))
+        self.msg_connect((self.semantic_decoder, 'feedback'), (self.return_link, 'in'))
         self.msg_connect((self.semantic_encoder, 'out'), (self.frame_mapper, 'in'))
 
 
@@ -142,6 +151,7 @@ class semantic_link(gr.top_block):
         self.snr_db = snr_db
         self.analog_channel.set_snr_db(self.snr_db)
         self.digital_channel.set_snr_db(self.snr_db)
+        self.return_link.set_snr_db(self.snr_db)
         self.semantic_encoder.set_snr_db(self.snr_db)
 
     def get_system(self):
@@ -184,7 +194,7 @@ class semantic_link(gr.top_block):
 
 
 def argument_parser():
-    description = 'The full semantic link (what `gensemcom link` runs): images through a semantic encoder, its digital part through CRC-32/LDPC/QAM and its analog part as complex symbols, both across a PDU channel, then the frame demapper, semantic decoder and an image sink. Give --image (a file or a folder; empty means the images of the current folder); the script runs until killed (Ctrl-C).'
+    description = "The full semantic link (what `gensemcom link` runs): images through a semantic encoder, its digital part through CRC-32/LDPC/QAM and its analog part as complex symbols, both across a PDU channel, then the frame demapper, semantic decoder and an image sink; the decoder's feedback goes back to the encoder through a return link, for systems with feedback rounds (--system row-refine). Give --image (a file or a folder; empty means the images of the current folder); the script runs until killed (Ctrl-C)."
     parser = ArgumentParser(description=description)
     parser.add_argument(
         "--image", dest="image", type=str, default='',

@@ -7,7 +7,7 @@ gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks, channels, gr  # noqa: E402
 
 import gensemcom  # noqa: E402
-from gensemcom.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
+from gensemcom.blocks.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
 from gensemcom.phy.channels import noise_var, noise_voltage  # noqa: E402
 
 from conftest import wait_until  # noqa: E402

@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 
 from gensemcom.models.deepjscc import (PowerNorm, cbr_of, channel, channel_uses,  # noqa: E402
                                        channels_for_cbr)
-from gensemcom.systems.base import LinkContext, make_system  # noqa: E402
+from gensemcom.systems import LinkContext, build  # noqa: E402
 from gensemcom.systems.deepjscc import EMBEDDED_WEIGHTS  # noqa: E402
-from gensemcom.systems.link import FrameLink, LinkConfig, run_link  # noqa: E402
+from gensemcom.link import FrameLink, PhyConfig, run_link  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENSEMCOM_SHARED", ROOT.parent / "shared"))
@@ -25,7 +25,7 @@ header); the shipped weights measured 29.8 dB (27.16 and 32.41)."""
 
 @pytest.fixture(scope="module")
 def tiny():
-    return make_system("deepjscc", profile="tiny")
+    return build("deepjscc", profile="tiny")
 
 
 def _image(h, w, seed=0):
@@ -96,7 +96,7 @@ def test_channel_layer_matches_link_statistics():
 
 def test_tiny_end_to_end_run_link(tiny):
     img = _image(40, 56)
-    res = run_link(tiny, img, 10.0, FrameLink(LinkConfig(seed=1)), np.random.default_rng(1))
+    res = run_link(tiny, img, 10.0, FrameLink(PhyConfig(seed=1)), np.random.default_rng(1))
     assert res.crc_ok
     assert res.image is not None and res.image.shape == img.shape and res.image.dtype == np.uint8
     assert res.channel_uses["analog"] == channel_uses(40, 56, 16)
@@ -112,9 +112,9 @@ def test_decode_returns_none_when_header_lost(tiny):
 
 def test_unknown_profile_and_missing_path():
     with pytest.raises(ValueError):
-        make_system("deepjscc", profile="huge")
+        build("deepjscc", profile="huge")
     with pytest.raises(FileNotFoundError):
-        make_system("deepjscc", path="/nonexistent/deepjscc.pt")
+        build("deepjscc", path="/nonexistent/deepjscc.pt")
 
 
 @pytest.mark.skipif(not EMBEDDED_WEIGHTS.is_file(), reason=f"embedded weights {EMBEDDED_WEIGHTS.name} missing")
@@ -122,8 +122,8 @@ def test_unknown_profile_and_missing_path():
 def test_embedded_model_on_kodak():
     from PIL import Image
 
-    system = make_system("deepjscc", profile="embedded")
-    link = FrameLink(LinkConfig(seed=0))
+    system = build("deepjscc", profile="embedded")
+    link = FrameLink(PhyConfig(seed=0))
     rng = np.random.default_rng(0)
     psnrs = []
     for name in ("kodim01.png", "kodim23.png"):

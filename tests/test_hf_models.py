@@ -111,14 +111,3 @@ def test_device_and_dtype_choice():
     assert hf.pick_dtype("cpu") == torch.float32
     assert hf.pick_dtype("cpu", "bfloat16") == torch.bfloat16
     assert hf.pick_device("cpu") == "cpu"
-
-
-def test_pack_ids_roundtrip():
-    data, dt = hf.pack_ids([0, 5, 49407])
-    assert dt == "<u2" and len(data) == 6 and hf.unpack_ids(data, dt) == [0, 5, 49407]
-    data, dt = hf.pack_ids([70000, 1])
-    assert dt == "<u4" and hf.unpack_ids(data, dt) == [70000, 1]
-    with pytest.raises(ValueError):
-        hf.unpack_ids(b"\x00\x01\x02", "<u2")
-    with pytest.raises(ValueError):
-        hf.unpack_ids(b"", "float")

@@ -22,10 +22,10 @@ except ImportError:  # pragma: no cover - depends on the machine
                 allow_module_level=True)
 
 import gensemcom  # noqa: E402
-image_display_module = importlib.import_module("gensemcom.image_display")  # the module, not the class
+image_display_module = importlib.import_module("gensemcom.blocks.image_display")  # the module, not the class
 from gensemcom.image_io import save_image  # noqa: E402
-from gensemcom.pdu_utils import make_pdu, meta_set  # noqa: E402
-from gensemcom.semantic_blocks import image_to_pdu  # noqa: E402
+from gensemcom.blocks.pdu_utils import make_pdu, meta_set  # noqa: E402
+from gensemcom.blocks.pdu_utils import image_to_pdu  # noqa: E402
 
 pytestmark = pytest.mark.flowgraph
 

@@ -2,13 +2,13 @@
 import numpy as np
 import pytest
 
-from gensemcom.frame import SemanticFrame
+from gensemcom.frame import SemanticFrame, pack_digital
 from gensemcom.phy.digital import DigitalLink
-from gensemcom.systems.base import LinkContext, make_system
+from gensemcom.systems import LinkContext, build
 from gensemcom.systems.jpeg2000_ldpc import (BudgetError, codestream_budget, frame_overhead, j2k_decode,
                                              j2k_encode, jpeg2000_available, payload_capacity, rate_label,
                                              rate_match, strip_comments)
-from gensemcom.systems.link import FrameLink, LinkConfig, run_link
+from gensemcom.link import FrameLink, PhyConfig, run_link
 
 pytestmark = pytest.mark.skipif(not jpeg2000_available(), reason="Pillow built without OpenJPEG")
 
@@ -72,8 +72,8 @@ def test_strip_comments_keeps_decodable():
 @pytest.mark.parametrize("m,rate", [(4, "1/2"), (16, "3/4"), (64, "5/6")])
 @pytest.mark.parametrize("budget", [700, 1500, 4000])
 def test_symbols_never_exceed_budget_through_framelink(m, rate, budget):
-    system = make_system("jpeg2000-ldpc")
-    link = FrameLink(LinkConfig(modulation=m, rate=rate, seed=1))
+    system = build("jpeg2000-ldpc")
+    link = FrameLink(PhyConfig(modulation=m, rate=rate, seed=1))
     img = IMAGES["smooth"]
     nbytes = codestream_budget(budget, m, rate)
     try:
@@ -83,14 +83,14 @@ def test_symbols_never_exceed_budget_through_framelink(m, rate, budget):
         return
     assert res.channel_uses["total"] <= budget
     assert res.channel_uses["analog"] == 0
-    packed = len(res.frame_tx.pack_digital(1.0))
+    packed = len(pack_digital(res.frame_tx, []))
     assert packed == len(res.frame_tx.digital) + frame_overhead("jpeg2000-ldpc")
     assert link.digital.n_symbols(packed) == res.channel_uses["digital"]
 
 
 def test_round_trip_high_snr_is_the_decoded_codestream():
-    system = make_system("jpeg2000-ldpc")
-    link = FrameLink(LinkConfig(modulation=16, rate="1/2", seed=2))
+    system = build("jpeg2000-ldpc")
+    link = FrameLink(PhyConfig(modulation=16, rate="1/2", seed=2))
     img = IMAGES["smooth"]
     res = run_link(system, img, 25.0, link, budget_symbols=3000)
     assert res.crc_ok and res.image is not None
@@ -99,21 +99,21 @@ def test_round_trip_high_snr_is_the_decoded_codestream():
 
 
 def test_low_snr_is_a_failure():
-    system = make_system("jpeg2000-ldpc")
-    link = FrameLink(LinkConfig(modulation=64, rate="5/6", seed=3))
+    system = build("jpeg2000-ldpc")
+    link = FrameLink(PhyConfig(modulation=64, rate="5/6", seed=3))
     res = run_link(system, IMAGES["smooth"], -5.0, link, budget_symbols=3000)
     assert not res.crc_ok and res.image is None
 
 
 def test_tiny_budget_raises_budget_error():
-    system = make_system("jpeg2000-ldpc")
+    system = build("jpeg2000-ldpc")
     ctx = LinkContext(snr_db=10.0, modulation=4, code_rate=0.5, budget_symbols=1200)
     with pytest.raises(BudgetError, match="too few"):
         system.encode(IMAGES["noisy"], ctx)
 
 
 def test_undecodable_codestream_is_a_failure():
-    system = make_system("jpeg2000-ldpc")
+    system = build("jpeg2000-ldpc")
     frame = SemanticFrame("jpeg2000-ldpc", b"\xff\x4f\xff\x51garbage" * 4, crc_ok=True)
     assert system.decode(frame, LinkContext()) is None
     frame.crc_ok = False
@@ -121,7 +121,7 @@ def test_undecodable_codestream_is_a_failure():
 
 
 def test_default_budget_without_context_budget():
-    system = make_system("jpeg2000-ldpc", default_cbr=1 / 4)
+    system = build("jpeg2000-ldpc", default_cbr=1 / 4)
     frame = system.encode(IMAGES["smooth"], LinkContext(modulation=16, code_rate=0.5))
     dl = DigitalLink(16, "default", "1/2")
-    assert dl.n_symbols(len(frame.pack_digital(1.0))) <= 64 * 64 * 3 // 4
+    assert dl.n_symbols(len(pack_digital(frame, []))) <= 64 * 64 * 3 // 4

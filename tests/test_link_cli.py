@@ -105,6 +105,9 @@ def test_unknown_system_and_profile(picture, tmp_path):
                     "unknown system", "tisc")
     r = gensemcom("link", "--system", "tisc", "--profile", "huge", "--image", str(picture), "--out", str(out))
     assert r.returncode == 2 and "invalid choice: 'huge'" in r.stderr
+    # a profile the system does not declare is refused before any worker or model is touched
+    _one_line_error(gensemcom("link", "--system", "deepjscc", "--profile", "full", "--image", str(picture),
+                              "--out", str(out)), "no profile 'full'", "its profiles: embedded, tiny")
     assert not out.exists()
 
 

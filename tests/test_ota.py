@@ -60,9 +60,9 @@ gr = pytest.importorskip("gnuradio.gr")
 import pmt  # noqa: E402
 from gnuradio import blocks, channels, gr  # noqa: E402,F811
 
-from gensemcom.ota.blocks import ota_rx, ota_tx  # noqa: E402
-from gensemcom.ota.link import OtaSim, run_ota_sim  # noqa: E402
-from gensemcom.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
+from gensemcom.blocks import ota_rx, ota_tx  # noqa: E402
+from gensemcom.flowgraphs.ota_sim import OtaSim, run_ota_sim  # noqa: E402
+from gensemcom.blocks.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
 
 pytestmark = pytest.mark.flowgraph
 

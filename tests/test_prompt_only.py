@@ -7,13 +7,13 @@ pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 from gensemcom.frame import SemanticFrame  # noqa: E402
-from gensemcom.systems import make_system, system_names  # noqa: E402
-from gensemcom.systems.link import FrameLink, LinkConfig, run_link  # noqa: E402
+from gensemcom.systems import build, names  # noqa: E402
+from gensemcom.link import FrameLink, PhyConfig, run_link  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def system():
-    return make_system("prompt-only", profile="tiny", device="cpu", threads=1)
+    return build("prompt-only", profile="tiny", device="cpu", threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +26,11 @@ def test_frame_is_digital_token_ids(system, image):
     assert f.system == "prompt-only" and f.analog.size == 0
     assert f.header["dt"] == "<u2" and f.header["size"] == [40, 48] and "seed" in f.header
     ids = np.frombuffer(f.digital, "<u2").tolist()
-    assert ids and ids == system.pipe.tokenizer(f.meta["caption"], add_special_tokens=False).input_ids
+    assert ids and ids == system.pipe.tokenizer(f.meta["report"]["caption"], add_special_tokens=False).input_ids
 
 
 def test_end_to_end_reproducible(system, image):
-    link = FrameLink(LinkConfig(seed=3))
+    link = FrameLink(PhyConfig(seed=3))
     r1 = run_link(system, image, 30.0, link, rng=np.random.default_rng(1))
     r2 = run_link(system, image, 30.0, link, rng=np.random.default_rng(1))
     assert r1.crc_ok and r1.image is not None
@@ -42,10 +42,10 @@ def test_end_to_end_reproducible(system, image):
 
 
 def test_utf8_encoding_matches_ids(image):
-    ids = make_system("prompt-only", profile="tiny", device="cpu", threads=1)
-    txt = make_system("prompt-only", profile="tiny", device="cpu", threads=1, encoding="utf8")
+    ids = build("prompt-only", profile="tiny", device="cpu", threads=1)
+    txt = build("prompt-only", profile="tiny", device="cpu", threads=1, encoding="utf8")
     f = txt.encode(image)
-    assert f.header["dt"] == "utf8" and f.digital.decode("utf-8") == f.meta["caption"]
+    assert f.header["dt"] == "utf8" and f.digital.decode("utf-8") == f.meta["report"]["caption"]
     a = txt.decode(f)
     assert a is not None and a.shape == image.shape
     assert np.array_equal(a, ids.decode(ids.encode(image)))  # same caption, same seed, same image
@@ -53,7 +53,7 @@ def test_utf8_encoding_matches_ids(image):
 
 def test_crc_failure_gives_none(system, image):
     f = system.encode(image)
-    rx, ok, _ = FrameLink(LinkConfig(seed=1)).send(f, -15.0, np.random.default_rng(2))
+    rx, ok, _ = FrameLink(PhyConfig(seed=1)).send(f, -15.0, np.random.default_rng(2))
     assert not ok and system.decode(rx) is None
     assert system.decode(SemanticFrame("prompt-only", f.digital, header=f.header, crc_ok=False)) is None
 
@@ -66,11 +66,11 @@ def test_bad_frames_give_none(system, image):
 
 
 def test_registry_and_profiles():
-    assert "prompt-only" in system_names()
-    with pytest.raises(NotImplementedError, match="embedded"):
-        make_system("prompt-only", profile="embedded")
+    assert "prompt-only" in names()
+    with pytest.raises(ValueError, match="no profile 'embedded'; its profiles: full, tiny"):
+        build("prompt-only", profile="embedded")
     with pytest.raises(ValueError):
-        make_system("prompt-only", profile="tiny", encoding="ascii85")
+        build("prompt-only", profile="tiny", encoding="ascii85")
 
 
 def test_full_profile_without_models_fails_clearly(monkeypatch, tmp_path):
@@ -79,4 +79,4 @@ def test_full_profile_without_models_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("GENSEMCOM_BLIP", str(tmp_path / "blip"))
     monkeypatch.setenv("GENSEMCOM_SD", str(tmp_path / "sd"))
     with pytest.raises(ModelNotAvailable, match="GENSEMCOM_BLIP"):
-        make_system("prompt-only", profile="full", device="cpu")
+        build("prompt-only", profile="full", device="cpu")

@@ -11,10 +11,10 @@ pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks, gr  # noqa: E402
 
 import gensemcom  # noqa: E402
-from gensemcom.frame import SemanticFrame, frame_from_pmt, frame_to_pmt  # noqa: E402
+from gensemcom.frame import SemanticFrame, frame_from_pmt, frame_to_pmt, to_air  # noqa: E402
 from gensemcom.image_io import save_image  # noqa: E402
-from gensemcom.link_flowgraph import LinkOptions, run_link  # noqa: E402
-from gensemcom.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
+from gensemcom.flowgraphs.semantic_link import FlowgraphOptions, run_flowgraph  # noqa: E402
+from gensemcom.blocks.pdu_utils import make_pdu, meta_get, meta_set  # noqa: E402
 
 from conftest import ROOT, wait_until  # noqa: E402
 
@@ -33,7 +33,7 @@ def images(tmp_path):
 
 def test_deepjscc_tiny_link_through_flowgraph_writes_outputs(images, tmp_path):
     out = tmp_path / "out"
-    rep = run_link(LinkOptions(system="deepjscc", profile="tiny", images=str(images), snr_db=15.0,
+    rep = run_flowgraph(FlowgraphOptions(system="deepjscc", profile="tiny", images=str(images), snr_db=15.0,
                                out_dir=str(out), timeout_s=120))
     assert [r["image"] for r in rep["images"]] == ["img0", "img1"]
     for r in rep["images"]:
@@ -46,7 +46,7 @@ def test_deepjscc_tiny_link_through_flowgraph_writes_outputs(images, tmp_path):
 
 
 def test_lost_header_is_counted_not_decoded(images):
-    rep = run_link(LinkOptions(system="deepjscc", profile="tiny", images=str(images), snr_db=-12.0,
+    rep = run_flowgraph(FlowgraphOptions(system="deepjscc", profile="tiny", images=str(images), snr_db=-12.0,
                                modulation=256, timeout_s=120))
     assert not any(r["received"] for r in rep["images"])
     assert rep["frames_crc_failed"] == 2
@@ -109,7 +109,7 @@ def test_frame_mapper_demapper_round_trip_and_pairing():
         assert (g.system, g.digital, g.header, g.crc_ok) == (f.system, f.digital, f.header, True)
         assert np.allclose(g.analog, f.analog, rtol=1e-5, atol=1e-5)
     assert h.mapper.counters()["dropped"] == 1
-    assert meta_get(pmt.car(d[0]), "digital_bytes") == len(frames[0].pack_digital(1.0))
+    assert meta_get(pmt.car(d[0]), "digital_bytes") == len(to_air(frames[0]).digital)
 
 
 def test_frame_demapper_flags_crc_failure_and_evicts_orphans():
@@ -139,9 +139,9 @@ def test_frame_demapper_flags_crc_failure_and_evicts_orphans():
 
 
 def test_link_over_the_air_burst_phy(images, tmp_path):
-    from gensemcom.link_flowgraph import run_link_ota
+    from gensemcom.flowgraphs.semantic_link import run_flowgraph_ota
 
-    rep = run_link_ota(LinkOptions(system="deepjscc", profile="tiny", images=str(images / "img0.png"), snr_db=20.0,
+    rep = run_flowgraph_ota(FlowgraphOptions(system="deepjscc", profile="tiny", images=str(images / "img0.png"), snr_db=20.0,
                                    out_dir=str(tmp_path)), cfo=0.15, epsilon=1.0001, taps=(1.0, 0.4, 0.2))
     row = rep["images"][0]
     assert row["detected"] and row["crc_ok"] and row["received"]

@@ -14,14 +14,14 @@ pytest.importorskip("diffusers")
 pytestmark = pytest.mark.usefixtures("hf_offline", "one_torch_thread")
 
 from gensemcom.frame import SemanticFrame  # noqa: E402
-from gensemcom.systems import make_system, system_names  # noqa: E402
+from gensemcom.systems import build, names  # noqa: E402
 from gensemcom.systems import tisc as T  # noqa: E402
-from gensemcom.systems.link import FrameLink, LinkConfig, run_link  # noqa: E402
+from gensemcom.link import FrameLink, PhyConfig, run_link  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def system():
-    return make_system("tisc", profile="tiny", device="cpu", progress=False, threads=1)
+    return build("tisc", profile="tiny", device="cpu", progress=False, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -163,12 +163,12 @@ def test_frame_layout(system, frame, image):
     ids = np.frombuffer(frame.digital, "<u2")
     assert len(frame.digital) == 2 * ids.size and 0 <= h["pos"] <= ids.size
     assert system.token_id not in ids.tolist()
-    assert frame.meta["caption"] and frame.meta["ti_steps"] == system.ti_steps
+    assert frame.meta["report"]["caption"] and frame.meta["report"]["ti_steps"] == system.ti_steps
 
 
 # ---------------------------------------------------------------- end to end
 def test_end_to_end_high_snr_reproducible(system, image):
-    link = FrameLink(LinkConfig(seed=5))
+    link = FrameLink(PhyConfig(seed=5))
     r1 = run_link(system, image, 30.0, link, rng=np.random.default_rng(11))
     r2 = run_link(system, image, 30.0, link, rng=np.random.default_rng(11))
     assert r1.crc_ok and r1.image is not None
@@ -189,9 +189,9 @@ def test_decode_uses_the_embedding_and_seed(system, frame):
 
 
 def test_crc_failure_policies(system, frame):
-    lost = make_system("tisc", profile="tiny", device="cpu", progress=False, threads=1)
-    emb = make_system("tisc", profile="tiny", device="cpu", progress=False, threads=1, on_crc_fail="embedding-only")
-    rx, ok, _ = FrameLink(LinkConfig(seed=1)).send(frame, -15.0, np.random.default_rng(2))
+    lost = build("tisc", profile="tiny", device="cpu", progress=False, threads=1)
+    emb = build("tisc", profile="tiny", device="cpu", progress=False, threads=1, on_crc_fail="embedding-only")
+    rx, ok, _ = FrameLink(PhyConfig(seed=1)).send(frame, -15.0, np.random.default_rng(2))
     assert not ok and rx.crc_ok is False and rx.digital == b"" and rx.header == {}
     assert lost.decode(rx) is None
     img = emb.decode(rx)
@@ -241,11 +241,11 @@ def test_ti_lowers_the_loss(system, image):
 
 
 def test_registry_and_profiles():
-    assert "tisc" in system_names()
+    assert "tisc" in names()
     with pytest.raises(ValueError):
-        make_system("tisc", profile="huge")
+        build("tisc", profile="huge")
     with pytest.raises(ValueError):
-        make_system("tisc", profile="tiny", on_crc_fail="retry")
+        build("tisc", profile="tiny", on_crc_fail="retry")
 
 
 def test_worker_builds_the_tiny_profile():
@@ -261,4 +261,4 @@ def test_full_profile_without_models_fails_clearly(monkeypatch, tmp_path):
     monkeypatch.setenv("GENSEMCOM_BLIP", str(tmp_path / "blip"))
     monkeypatch.setenv("GENSEMCOM_SD", str(tmp_path / "sd"))
     with pytest.raises(ModelNotAvailable, match="GENSEMCOM_BLIP"):
-        make_system("tisc", profile="full", device="cpu")
+        build("tisc", profile="full", device="cpu")

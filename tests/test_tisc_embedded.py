@@ -16,9 +16,9 @@ torch = pytest.importorskip("torch")
 
 from gensemcom.frame import SemanticFrame  # noqa: E402
 from gensemcom.models import tisc_embedded as E  # noqa: E402
-from gensemcom.systems import make_system  # noqa: E402
+from gensemcom.systems import build  # noqa: E402
 from gensemcom.systems import tisc as T  # noqa: E402
-from gensemcom.systems.link import FrameLink, LinkConfig, run_link  # noqa: E402
+from gensemcom.link import FrameLink, PhyConfig, run_link  # noqa: E402
 
 WORDS = ["dog", "grass", "runs", "red", "ball", "man", "a", "the", "in", "on", "through", "water"]
 
@@ -48,7 +48,7 @@ def image():
 
 @pytest.fixture(scope="module")
 def shipped():
-    return make_system("tisc", profile="embedded", progress=False, threads=1)
+    return build("tisc", profile="embedded", progress=False, threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -152,28 +152,28 @@ def test_inversion_noise_has_the_variance_of_its_snr(bundle, image, monkeypatch)
 
 # ---------------------------------------------------------------- the system, random bundle
 def test_system_frame_and_round_trip(random_bundle_path, image):
-    s = make_system("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=5, progress=False,
+    s = build("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=5, progress=False,
                     threads=1)
     assert s.profile == "embedded" and s.dim == 512 and s.token_id == E.PLACEHOLDER_ID
     f = s.encode(image)
     assert f.analog.shape == (s.dim,) and abs(float(np.linalg.norm(f.analog)) - 1.0) < 1e-5
     assert f.header["size"] == [60, 80] and f.header["norm"] > 0
-    assert f.meta["ti_steps"] == 5 and T.PLACEHOLDER in f.meta["prompt"]
-    r = run_link(s, image, 40.0, FrameLink(LinkConfig(seed=3)), rng=np.random.default_rng(4))
+    assert f.meta["report"]["ti_steps"] == 5 and T.PLACEHOLDER in f.meta["report"]["prompt"]
+    r = run_link(s, image, 40.0, FrameLink(PhyConfig(seed=3)), rng=np.random.default_rng(4))
     assert r.crc_ok and r.frame_rx.digital == r.frame_tx.digital
     assert r.image.shape == image.shape and r.channel_uses["analog"] == 256
 
 
 def test_system_bad_frames_and_crc_policies(random_bundle_path, image):
-    s = make_system("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=2, progress=False)
-    fb = make_system("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=2, progress=False,
+    s = build("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=2, progress=False)
+    fb = build("tisc", profile="embedded", weights=str(random_bundle_path), ti_steps=2, progress=False,
                      on_crc_fail="embedding-only")
     f = s.encode(image)
     assert s.decode(SemanticFrame("tisc", f.digital, f.analog[:10], f.header)) is None
     assert s.decode(SemanticFrame("tisc", f.digital, f.analog, dict(f.header, pos=999))) is None
     assert s.decode(SemanticFrame("tisc", b"\xff\xff", f.analog, f.header)) is None  # id beyond the vocabulary
     assert s.expected_norm == 7.0
-    rx, ok, _ = FrameLink(LinkConfig(seed=1)).send(f, -15.0, np.random.default_rng(2))
+    rx, ok, _ = FrameLink(PhyConfig(seed=1)).send(f, -15.0, np.random.default_rng(2))
     assert not ok and s.decode(rx) is None
     img = fb.decode(rx)
     assert img.shape == (s.resolution, s.resolution, 3)
@@ -192,11 +192,11 @@ def test_shipped_weights_and_record(shipped):
 def test_shipped_link_at_high_snr(shipped, astronaut):
     """Exact caption and an analog error at the SNR's level, and a received image
     that resembles the sent one more than a flat grey or another image does."""
-    link = FrameLink(LinkConfig(seed=7))
+    link = FrameLink(PhyConfig(seed=7))
     r = run_link(shipped, astronaut, 25.0, link, rng=np.random.default_rng(1))
     assert r.crc_ok and r.frame_rx.digital == r.frame_tx.digital
-    ids = r.frame_tx.meta["caption"].split()
-    assert len(ids) >= 2 and r.frame_tx.meta["word"] in ids
+    ids = r.frame_tx.meta["report"]["caption"].split()
+    assert len(ids) >= 2 and r.frame_tx.meta["report"]["word"] in ids
     # analog error: unit-norm vector of D reals over D/2 unit-power symbols at Es/N0
     d = shipped.dim
     err = float(np.sum((r.frame_rx.analog - r.frame_tx.analog) ** 2))

@@ -7,7 +7,7 @@ gr = pytest.importorskip("gnuradio.gr")
 from gnuradio import blocks, gr, pdu  # noqa: E402
 import pmt  # noqa: E402
 
-from gensemcom.inference_call import array_to_pdu, inference_call, pdu_to_array, uvector_to_numpy  # noqa: E402
+from gensemcom.blocks.inference_call import array_to_pdu, inference_call, pdu_to_array, uvector_to_numpy  # noqa: E402
 from gensemcom.worker.server import WorkerServer  # noqa: E402
 from conftest import wait_for, free_endpoint  # noqa: E402
 
@@ -129,7 +129,7 @@ def test_unreachable_worker_and_full_queue(worker):
 
 
 def test_auto_started_worker_is_shared_and_reused():
-    from gensemcom.worker_block import shared_local_worker
+    from gensemcom.blocks.worker_block import shared_local_worker
 
     addresses = []
     for _ in range(2):  # two flowgraphs, one after the other, use the same local worker

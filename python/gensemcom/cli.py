@@ -161,7 +161,7 @@ def add_demo_parser(sub) -> None:
 
 
 def run_demo(args) -> int:
-    from .demo import run_phy_demo
+    from .flowgraphs.phy_loopback import run_phy_demo
 
     with _stdout_to_stderr(args.json):
         report = run_phy_demo(text=args.text, dim=args.dim, snr_db=args.snr, channel=args.channel,
@@ -188,11 +188,15 @@ def add_link_parser(sub) -> None:
                "--out out/   # BLIP + Stable Diffusion (GPU)\n"
                "  gensemcom link --system deepjscc --image photos/ --snr 1 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    from . import systems
+
+    p.epilog += "\n\nsystems and their profiles (* runs offline):\n" + systems.describe()
     g = p.add_argument_group("system")
-    g.add_argument("--system", default="tisc",
-                   help="semantic system: tisc, deepjscc, jpeg2000-ldpc, prompt-only (default tisc)")
-    g.add_argument("--profile", choices=["embedded", "tiny", "full"], default="embedded",
-                   help="models: embedded (shipped, CPU), tiny (random, tests), full (paper models) (default embedded)")
+    g.add_argument("--system", default="tisc", metavar="SYSTEM",
+                   help=f"semantic system: {', '.join(systems.names())} (default tisc)")
+    g.add_argument("--profile", choices=list(systems.PROFILES), default=None,
+                   help="models: embedded (shipped, CPU), tiny (random, tests), full (paper models); "
+                        "default: the system's own (embedded where it has one)")
     g.add_argument("--image", required=True, help="an image file or a folder of images")
     g.add_argument("--size", type=int, default=0, help="centre-crop and resize to SIZE x SIZE (default: keep)")
     g.add_argument("--blip", metavar="ID_OR_PATH", default=None,
@@ -217,6 +221,9 @@ def add_link_parser(sub) -> None:
                    help="Rayleigh channel estimate: perfect CSI or pilots (default perfect)")
     g.add_argument("--pilots", type=int, default=4, help="pilots per coherence block for ls/lmmse (default 4)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--return-snr", type=float, default=None,
+                   help="Es/N0 of the return link that carries a receiver's feedback (systems with feedback "
+                        "rounds; default: --snr)")
     g = p.add_argument_group("digital path")
     g.add_argument("--modulation", type=int, choices=[4, 16, 64, 256], default=16)
     g.add_argument("--code-rate", choices=["1/2", "2/3", "3/4", "5/6"], default="1/2")
@@ -238,13 +245,19 @@ def run_link_cmd(args) -> int:
     import shutil
     import tempfile
 
-    from .link_flowgraph import LinkInputError, LinkOptions, check_images, check_system, run_link, run_link_ota
+    from . import systems
+    from .flowgraphs.semantic_link import (FlowgraphOptions, LinkInputError, check_images, check_system,
+                                           run_flowgraph, run_flowgraph_ota)
 
-    opts = LinkOptions(system=args.system, profile=args.profile, images=args.image, snr_db=args.snr,
-                       channel=args.channel, coherence=args.coherence, estimator=args.estimator,
-                       n_pilots=args.pilots, modulation=args.modulation, code_rate=args.code_rate,
-                       budget_symbols=args.budget, address=args.address, out_dir=args.out, seed=args.seed,
-                       size=args.size, timeout_s=args.timeout)
+    try:  # a profile the system does not have is refused before anything runs
+        _, profile = systems.check(args.system, args.profile)
+    except ValueError as e:
+        return _link_error(e)
+    opts = FlowgraphOptions(system=args.system, profile=profile, images=args.image, snr_db=args.snr,
+                            channel=args.channel, coherence=args.coherence, estimator=args.estimator,
+                            n_pilots=args.pilots, modulation=args.modulation, code_rate=args.code_rate,
+                            budget_symbols=args.budget, address=args.address, out_dir=args.out, seed=args.seed,
+                            size=args.size, timeout_s=args.timeout, return_snr_db=args.return_snr)
     os.environ.setdefault("GENSEMCOM_WORKER_LOG_LEVEL", "WARNING")  # the local worker's start-up chatter
     for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD")):
         if flag:  # read by the model loaders of the local worker this process starts
@@ -277,9 +290,9 @@ def run_link_cmd(args) -> int:
     try:
         with _stdout_to_stderr(args.json):  # GNU Radio logs to stdout; keep it clean for --json
             if args.phy == "ota-sim":
-                report = run_link_ota(opts, cfo=args.cfo, epsilon=args.epsilon, taps=taps)
+                report = run_flowgraph_ota(opts, cfo=args.cfo, epsilon=args.epsilon, taps=taps)
             else:
-                report = run_link(opts)
+                report = run_flowgraph(opts)
         if stage:
             for r in report["images"]:
                 if r.get("output"):

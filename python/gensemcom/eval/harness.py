@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import inspect
 import json
 import math
 import os
@@ -52,7 +51,8 @@ from .ber import parse_snrs
 from .metrics import METRICS, compute_metrics, compute_set_metrics, parse_metrics
 
 J2K = "jpeg2000-ldpc"
-ENVELOPE = J2K + "-envelope"
+ENVELOPE_SUFFIX = "-envelope"
+ENVELOPE = J2K + ENVELOPE_SUFFIX
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 #: Row fields before the metric columns, in CSV order.
@@ -185,142 +185,42 @@ def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
         EvalError: on an unknown system, or one that cannot be constructed here
             (missing weights or packages); the message says which and why.
     """
-    from ..systems.base import _REGISTRY, make_system, system_names
+    from .. import systems as registry
 
-    known = system_names()
     names = list(dict.fromkeys(s.strip() for s in cfg.systems if s.strip()))
     if not names:
         raise EvalError("no systems given (--systems)")
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise EvalError(f"unknown system(s) {', '.join(unknown)}; registered: {', '.join(known) or 'none'}")
+    specs = {}
+    for n in names:
+        try:  # every (system, profile) is checked before any model loads
+            specs[n] = registry.check(n, cfg.profile)
+        except ValueError as e:
+            raise EvalError(str(e)) from None
     systems, variants = {}, []
     for n in names:
-        cls = _REGISTRY[n]
-        kwargs = {}
+        spec, profile = specs[n]
+        kwargs = {"backend": cfg.backend} if "backend" in spec.options(profile) else {}
         try:
-            params = inspect.signature(cls.__init__).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if cfg.profile is not None and "profile" in params:
-            kwargs["profile"] = cfg.profile
-        if "backend" in params:
-            kwargs["backend"] = cfg.backend
-        try:
-            systems[n] = make_system(n, **kwargs)
+            systems[n] = registry.build(n, profile, **kwargs)
         except Exception as e:
             raise EvalError(f"system {n!r} is unavailable here: {type(e).__name__}: {e}") from e
-        if n == J2K:
+        if spec.backend(profile).rate_matched:
             for m in cfg.j2k_modulations:
                 for r in cfg.j2k_rates:
-                    variants.append(Variant(f"{J2K}@{m}qam-r{r}", n, int(m), str(r)))
+                    variants.append(Variant(f"{n}@{m}qam-r{r}", n, int(m), str(r)))
         else:
             variants.append(Variant(n, n, int(cfg.modulation), str(cfg.rate)))
     return systems, variants
 
 
-# ------------------------------------------------------------- flowgraph
-class FlowgraphLink:
-    """Frames through real GNU Radio blocks, with :class:`FrameLink`'s interface.
+def _flowgraph_link(cfg):
+    """The PHY blocks in a running flowgraph, with FrameLink's interface (``--flowgraph``)."""
+    from ..flowgraphs.phy_loopback import FlowgraphLink
 
-    The frame's packed digital part goes ``digital_tx -> pdu_channel -> [equalizer] ->
-    digital_rx`` and its analog part ``analog_mapper -> pdu_channel -> [equalizer] ->
-    analog_demapper`` in one running top block; the receiver rebuilds the frame with
-    :meth:`SemanticFrame.unpack_digital`. As in :class:`FrameLink`, the analog scale
-    travels in the digital header: the demapper is set to the scale the received
-    header carries (1.0 when the digital part failed).
-
-    Differences from the core: Rayleigh uses perfect-CSI equalisation only; on AWGN
-    the analog path has no equaliser (the core shrinks analog symbols by the MMSE
-    factor 1/(1+N0)); the channel noise comes from the blocks' own seeded streams, so
-    numbers match the core statistically, not sample by sample.
-
-    Args:
-        cfg (LinkConfig): PHY settings (modulation, backend, rate, channel, coherence).
-        timeout (float): seconds to wait for a PDU before declaring it lost.
-    """
-
-    def __init__(self, cfg, timeout: float = 120.0):
-        from ..systems.link import FrameLink
-
-        if cfg.channel == "rayleigh" and cfg.estimator != "perfect":
-            raise EvalError("--flowgraph supports Rayleigh with --estimator perfect only")
-        self.cfg = cfg
-        self.core = FrameLink(cfg)  # channel-use accounting and context only
-        self.digital = self.core.digital
-        self.timeout = float(timeout)
-        self._tb = None
-
-    def context(self, snr_db=None, budget_symbols=None):
-        return self.core.context(snr_db, budget_symbols)
-
-    def channel_uses(self, tx):
-        return self.core.channel_uses(tx)
-
-    def _build(self, snr_db: float):
-        from ..demo import PhyLoopback
-
-        c = self.cfg
-        tb = PhyLoopback(snr_db, c.channel, c.modulation, 0 if c.seed is None else int(c.seed), c.backend, c.rate,
-                         c.coherence, analog_scale=1.0)
-        tb.start()
-        self._tb = tb
-
-    def close(self) -> None:
-        """Stop the top block."""
-        if self._tb is not None:
-            self._tb.stop()
-            self._tb.wait()
-            self._tb = None
-
-    def _post_and_wait(self, block, sink, pdu):
-        import pmt
-
-        from ..demo import wait_for
-
-        n = sink.num_messages()
-        block.to_basic_block()._post(pmt.intern("in"), pdu)
-        if not wait_for(sink, n + 1, self.timeout):
-            return None
-        return sink.get_message(n)
-
-    def send(self, frame, snr_db: float, rng=None):
-        """Frame through the blocks; returns (received frame, crc_ok, Transmission)."""
-        import pmt
-
-        from ..frame import FrameError, SemanticFrame
-        from ..pdu_utils import KEY_CRC_OK, make_pdu, meta_get
-        from ..phy.analog import analog_demap, analog_map
-        from ..systems.link import Transmission
-
-        if self._tb is None:
-            self._build(snr_db)
-        self._tb.dchan.set_snr_db(snr_db)
-        self._tb.achan.set_snr_db(snr_db)
-        a_sym, scale = analog_map(frame.analog)
-        payload = frame.pack_digital(scale)
-        n_dsym = self.digital.n_symbols(len(payload))
-        tx = Transmission(np.zeros(n_dsym, np.complex64), a_sym, scale, len(payload))
-        msg = self._post_and_wait(self._tb.dtx, self._tb.dsink, make_pdu(None, np.frombuffer(payload, np.uint8), "u8"))
-        head = None
-        if msg is not None and bool(meta_get(pmt.car(msg), KEY_CRC_OK, False)):
-            try:
-                head = SemanticFrame.unpack_digital(bytes(pmt.u8vector_elements(pmt.cdr(msg))))
-            except FrameError:
-                head = None
-        analog = np.zeros(0, np.float32)
-        if frame.analog.size:
-            self._tb.ademap.set_scale(head["analog_scale"] if head is not None and head["analog_scale"] > 0 else 1.0)
-            amsg = self._post_and_wait(self._tb.amap, self._tb.asink, make_pdu(None, frame.analog, "f32"))
-            if amsg is not None:
-                analog = np.asarray(pmt.f32vector_elements(pmt.cdr(amsg)), np.float32)
-            else:
-                analog = analog_demap(np.zeros(a_sym.size, np.complex64), 1.0)
-        if head is None:
-            return SemanticFrame(frame.system, b"", analog, {}, dict(frame.meta), False), False, tx
-        rx = SemanticFrame(head["system"], head["digital"], analog[: head["analog_len"]], head["header"],
-                           dict(frame.meta), True)
-        return rx, True, tx
+    try:
+        return FlowgraphLink(cfg)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
 
 
 # -------------------------------------------------------------------- rows
@@ -440,26 +340,27 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> List[dict]:
 
 
 def envelope_rows(rows: Sequence[dict], metric: str = "psnr") -> List[dict]:
-    """Rows of the ``jpeg2000-ldpc-envelope`` pseudo-system: at each SNR, the rows of the
-    JPEG2000+LDPC combination with the best mean ``metric`` (failures scored 0; ties:
-    lower failure rate, then fewer images that could not be sent at all, then the
-    earlier combination)."""
-    by: Dict[float, Dict[str, List[dict]]] = {}
+    """Rows of the ``<system>-envelope`` pseudo-systems of the rate-matched systems
+    (``jpeg2000-ldpc-envelope``): at each SNR, the rows of the (modulation, rate)
+    combination with the best mean ``metric`` (failures scored 0; ties: lower failure
+    rate, then fewer images that could not be sent at all, then the earlier
+    combination)."""
+    by: Dict[Tuple[str, float], Dict[str, List[dict]]] = {}
     order: Dict[str, int] = {}
     for r in rows:
-        if r.get("base_system") == J2K and "@" in str(r["system"]):
+        if "@" in str(r["system"]) and r.get("base_system"):
             order.setdefault(r["system"], len(order))
-            by.setdefault(float(r["snr"]), {}).setdefault(r["system"], []).append(r)
+            by.setdefault((r["base_system"], float(r["snr"])), {}).setdefault(r["system"], []).append(r)
     out = []
-    for snr in sorted(by):
-        cands = by[snr]
+    for base, snr in sorted(by):
+        cands = by[(base, snr)]
         best = max(cands, key=lambda v: (_mean(r["metrics"].get(metric) for r in cands[v]) or 0.0,
                                          -np.mean([r["failed"] for r in cands[v]]),
                                          -np.mean([str(r.get("fail_reason") or "").startswith("budget")
                                                    for r in cands[v]]), -order[v]))
         for r in cands[best]:
             e = json.loads(json.dumps(r, default=_plain))
-            e["system"], e["envelope_of"] = ENVELOPE, best
+            e["system"], e["envelope_of"] = base + ENVELOPE_SUFFIX, best
             out.append(e)
     return out
 
@@ -517,7 +418,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     from tqdm import tqdm
 
     from ..systems.jpeg2000_ldpc import BudgetError
-    from ..systems.link import FrameLink, LinkConfig, run_link
+    from ..link import FrameLink, PhyConfig, run_link
 
     if cfg.channel not in ("awgn", "rayleigh"):
         raise EvalError(f"unknown channel {cfg.channel!r}: use awgn or rayleigh")
@@ -577,9 +478,9 @@ def evaluate(cfg: EvalConfig) -> dict:
             for v, snr in todo:
                 lk = (v.modulation, v.rate)
                 if lk not in links:
-                    lc = LinkConfig(modulation=v.modulation, backend=cfg.backend, rate=v.rate, channel=cfg.channel,
+                    lc = PhyConfig(modulation=v.modulation, backend=cfg.backend, rate=v.rate, channel=cfg.channel,
                                     coherence=cfg.coherence, estimator=cfg.estimator, seed=cfg.seed)
-                    links[lk] = FlowgraphLink(lc) if cfg.flowgraph else FrameLink(lc)
+                    links[lk] = _flowgraph_link(lc) if cfg.flowgraph else FrameLink(lc)
                 link = links[lk]
                 pilots = getattr(getattr(link, "core", link), "pilots", None)
                 data_budget = pilots.n_data(budget) if pilots is not None else budget
@@ -604,7 +505,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                                fail_reason=("crc" if not res.crc_ok else "decode") if failed else None,
                                channel_uses=dict(res.channel_uses),
                                timings={k: float(t) for k, t in res.timings.items()},
-                               extra={k: _plain(x) for k, x in res.frame_tx.meta.items()
+                               extra={k: _plain(x) for k, x in {**res.frame_tx.meta,
+                                                                **res.frame_tx.meta.get("report", {})}.items()
                                       if isinstance(_plain(x), (int, float, str, bool))})
                 out_img = None if res is None else res.image
                 row["cbr_actual"] = row["channel_uses"]["total"] / (3.0 * h * w)
@@ -632,8 +534,8 @@ def evaluate(cfg: EvalConfig) -> dict:
             if hasattr(link, "close"):
                 link.close()
 
-    if any(r.get("base_system") == J2K for r in rows):
-        rows = [r for r in rows if r["system"] != ENVELOPE] + envelope_rows(rows)
+    if any("@" in str(r["system"]) for r in rows):
+        rows = [r for r in rows if not str(r["system"]).endswith(ENVELOPE_SUFFIX)] + envelope_rows(rows)
     summary = summarize(rows, img_metrics)
     for s in summary if set_metrics else []:
         key = (s.get("envelope_of") or s["system"], float(s["snr"]))
@@ -706,7 +608,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--j2k-rates", default="1/2,2/3,3/4,5/6", help="LDPC rates swept for jpeg2000-ldpc")
     p.add_argument("--backend", default="default", help="LDPC backend (default: the measured best)")
     p.add_argument("--profile", choices=["embedded", "tiny", "full"], default=None,
-                   help="model profile for systems that take one")
+                   help="model profile (default: each system's own: embedded where it has one)")
     p.add_argument("--metrics", default="psnr,ssim,ms-ssim",
                    help="comma-separated: " + ", ".join(METRICS) + " (weight-based ones only with local weights)")
     p.add_argument("--out", default="eval_out", help="output folder (default eval_out)")

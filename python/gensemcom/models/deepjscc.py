@@ -162,7 +162,7 @@ def channel(z: torch.Tensor, snr_db: torch.Tensor, kind: str = "awgn", coherence
             mmse: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """The link's analog path, differentiable: AWGN or Rayleigh block fading, then MMSE.
 
-    Matches :class:`gensemcom.systems.link.FrameLink`: reals ``z[2i], z[2i+1]`` form
+    Matches :class:`gensemcom.link.FrameLink`: reals ``z[2i], z[2i+1]`` form
     one unit-power complex symbol, the complex noise has variance N0 = 10^(-SNR/10)
     (N0/2 per real), and the receiver applies the one-tap MMSE equaliser
     ``h* y / (|h|^2 + N0)`` with perfect CSI (h = 1 for AWGN).

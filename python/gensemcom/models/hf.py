@@ -15,7 +15,7 @@ naming the id and how to provide it. Loaded models are cached per process (keyed
 id, device and dtype), so systems sharing a model share its memory.
 
 Helpers used by :mod:`gensemcom.systems.tisc` and :mod:`gensemcom.systems.prompt_only`:
-:func:`caption`, :func:`pack_ids` / :func:`unpack_ids`, :func:`prompt_ids`,
+:func:`caption`, :func:`prompt_ids`,
 :func:`encode_ids`, :func:`generate`.
 
 The ``tiny`` profile points these loaders at the random models of
@@ -239,26 +239,6 @@ def caption(model, processor, image: np.ndarray, max_new_tokens: int = 30, num_b
         out = model.generate(pixel_values=pv, max_new_tokens=int(max_new_tokens), num_beams=int(num_beams),
                              do_sample=False)
     return processor.decode(out[0], skip_special_tokens=True).strip()
-
-
-def pack_ids(ids: Sequence[int]) -> Tuple[bytes, str]:
-    """Token IDs -> (little-endian bytes, numpy dtype code "<u2" or "<u4"): two bytes
-    per token when every id fits (CLIP's 49,408-token vocabulary does)."""
-    arr = np.asarray(list(ids), dtype=np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= 2**32):
-        raise ValueError("token ids must be in [0, 2**32)")
-    dt = "<u2" if (arr.size == 0 or arr.max() < 2**16) else "<u4"
-    return arr.astype(dt).tobytes(), dt
-
-
-def unpack_ids(data: bytes, dtype: str) -> List[int]:
-    """Inverse of :func:`pack_ids`; raises ValueError on a bad dtype or length."""
-    if dtype not in ("<u2", "<u4"):
-        raise ValueError(f"unknown token id dtype {dtype!r}")
-    size = np.dtype(dtype).itemsize
-    if len(data) % size:
-        raise ValueError(f"{len(data)} bytes is not a whole number of {dtype} token ids")
-    return [int(i) for i in np.frombuffer(data, dtype)]
 
 
 def prompt_ids(tokenizer, text: str) -> List[int]:

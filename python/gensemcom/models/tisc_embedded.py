@@ -31,7 +31,7 @@ the team trains itself on the shared training sets (``gensemcom train tisc-embed
 Textual inversion (:func:`invert`) is the paper's: ``G`` and the token table are
 frozen, only ``v`` is optimised under the noise-robust loss
 ``E_delta ||G(v + delta, c) - x||^2`` with ``delta ~ N(0, sigma^2 I)`` and sigma set
-from a training SNR (:func:`gensemcom.systems.tisc.sigma_from_snr`). The loss is a
+from a training SNR (:func:`gensemcom.phy.channels.sigma_from_snr`). The loss is a
 pixel loss, not the diffusion loss, because ``G`` is a one-shot decoder.
 
 What this is not: a diffusion model. ``G`` is deterministic and small (trained in
@@ -315,7 +315,7 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
 
     Minimises ``mean_k ||G(v + delta_k, c(ids)) - x||^2`` over ``v`` alone (Adam),
     ``delta_k ~ N(0, sigma^2 I)`` drawn afresh every step (``draws`` per step), sigma
-    from :func:`gensemcom.systems.tisc.sigma_from_snr` of the current ``v``
+    from :func:`gensemcom.phy.channels.sigma_from_snr` of the current ``v``
     (``train_snr_db=None``: no noise). Every weight of the bundle stays unchanged.
 
     Returns:
@@ -324,7 +324,7 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
     """
     from tqdm.auto import tqdm
 
-    from ..systems.tisc import sigma_from_snr
+    from ..phy.channels import sigma_from_snr
 
     x = bundle.to_tensor(image)
     dec = bundle.decoder

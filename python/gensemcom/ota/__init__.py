@@ -2,9 +2,9 @@
 
 * :mod:`gensemcom.ota.phy` -- numerology, frame layout, header, channel estimation and
   pilot tracking in numpy (no GNU Radio);
-* :mod:`gensemcom.ota.blocks` -- the GNU Radio blocks ``ota_tx`` / ``ota_rx`` (hier
+* :mod:`gensemcom.blocks` -- the GNU Radio blocks ``ota_tx`` / ``ota_rx`` (hier
   blocks built from GNU Radio's OFDM blocks) and their Python helpers;
-* :mod:`gensemcom.ota.link` -- :func:`run_ota_sim`: frames through tx, GNU Radio's
+* :mod:`gensemcom.flowgraphs.ota_sim` -- :func:`run_ota_sim`: frames through tx, GNU Radio's
   ``channels.channel_model`` and rx in a real top block.
 
 See docs/ota.md.

@@ -3,7 +3,7 @@
 GNU Radio's own OFDM blocks do the sample-rate work (carrier allocation, IFFT, cyclic
 prefix; Schmidl & Cox detection, CFO correction, header/payload demux, FFT); this module
 holds everything that is specific to carrying a semantic frame, shared by the GNU Radio
-blocks in :mod:`gensemcom.ota.blocks` and by the tests:
+blocks in :mod:`gensemcom.blocks` and by the tests:
 
 Frame (OFDM symbols of ``fft_len`` + ``cp_len`` samples, 802.11a-like carriers)::
 

@@ -46,6 +46,19 @@ def esn0_to_ebn0(esn0_db: ArrayLike, bits_per_symbol: int, code_rate: float = 1.
     return np.asarray(esn0_db) - 10.0 * math.log10(bits_per_symbol * code_rate)
 
 
+def sigma_from_snr(v, snr_db: Optional[float]) -> float:
+    """Std of real Gaussian noise that puts a real vector ``v`` at a per-element SNR:
+    ``sqrt(P_v / 10^(snr_db/10))`` with ``P_v = mean(v^2)``, so that
+    ``10 log10(P_v / sigma^2) = snr_db``; 0 when ``snr_db`` is None. ``v`` may be a
+    numpy array or a torch tensor (noise-robust training of analog payloads: TISC's
+    textual inversion draws ``delta ~ N(0, sigma^2 I)`` with it)."""
+    if snr_db is None:
+        return 0.0
+    v = np.asarray(v.detach().float().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
+    p = float(np.mean(v ** 2))
+    return math.sqrt(p / 10.0 ** (float(snr_db) / 10.0))
+
+
 def complex_noise(n: int, n0: float, rng: np.random.Generator) -> np.ndarray:
     """``n`` samples of circular complex Gaussian noise of total variance ``n0``."""
     s = math.sqrt(n0 / 2.0)

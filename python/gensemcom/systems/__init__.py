@@ -1,5 +1,9 @@
-"""Semantic systems: one module per system, each a transmitter and a receiver.
+"""Semantic systems: one module (or package) per paper, each a transmitter and a receiver.
 
-``make_system(name)`` builds one; :mod:`.link` carries frames over the PHY core.
+:func:`build` constructs one by name and profile (:mod:`.registry`);
+:class:`gensemcom.link.FrameLink` carries its frames over the PHY core. Adding a
+system: see "Adding a system" in the README.
 """
-from .base import LinkContext, SemanticSystem, make_system, register_system, system_names  # noqa: F401
+from .base import PROFILES, LinkContext, Option, SemanticSystem, as_image  # noqa: F401
+from .registry import (SystemSpec, UnknownSystem, UnsupportedProfile, build, check, describe, get,  # noqa: F401
+                       names, register_system)

@@ -1,15 +1,45 @@
-"""What the caption + Stable Diffusion systems share (TISC, prompt-only): profile
-handling, loading BLIP and SD, torch threads, and captioning."""
+"""What the torch systems share (CPU threads) and what the caption + Stable Diffusion
+systems share (TISC full, prompt-only): profile defaults, loading BLIP and SD, captioning."""
 from __future__ import annotations
 
 from typing import Dict, Optional
 
 import numpy as np
 
-from .base import SemanticSystem, as_image
+from .base import Option, SemanticSystem, as_image
 
 
-class CaptionDiffusionSystem(SemanticSystem):
+#: the options of the caption + SD systems (TISC full adds its own)
+CAPTION_DIFFUSION_OPTIONS = (
+    Option("blip", None, "BLIP captioner: Hugging Face id or local directory (default: the profile's)"),
+    Option("sd", None, "Stable Diffusion pipeline: Hugging Face id or local directory (default: the profile's)"),
+    Option("dtype", None, "torch dtype (default float16 on CUDA, float32 on CPU)"),
+    Option("resolution", None, "generation resolution in pixels, a multiple of 8 (default: the profile's)"),
+    Option("gen_steps", None, "denoising steps at the receiver (default: the profile's)"),
+    Option("guidance", None, "classifier-free guidance scale (default: the profile's)"),
+    Option("seed", 0, "generation seed (sent in the header)"),
+    Option("caption_max_tokens", None, "longest BLIP caption in tokens (default: the profile's)"),
+    Option("num_beams", None, "BLIP beam search width (default: the profile's)"),
+    Option("threads", None, "torch CPU threads (default: torch's setting)"),
+)
+
+
+class TorchSystem(SemanticSystem):
+    """Base of systems that run torch models: ``threads`` (torch CPU threads) set
+    again before every encode and decode (the PHY's numba/OpenMP code may change it)."""
+
+    threads = None
+
+    def _apply_threads(self) -> None:
+        """Set torch's CPU threads again (the PHY's numba/OpenMP code may change them)."""
+        if self.threads:
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+
+
+class CaptionDiffusionSystem(TorchSystem):
     """Base of systems that caption with BLIP and generate with Stable Diffusion."""
 
     def _setup_models(self, profiles: Dict[str, dict], profile: str, device: Optional[str], blip: Optional[str],
@@ -22,16 +52,12 @@ class CaptionDiffusionSystem(SemanticSystem):
             dict: the profile's defaults (for system-specific options).
 
         Raises:
-            NotImplementedError: profile ``"embedded"``.
-            ValueError: an unknown profile or a resolution not a multiple of 8.
+            ValueError: a profile without defaults or a resolution not a multiple of 8.
         """
         from ..models import hf
 
-        if profile == "embedded":
-            raise NotImplementedError(f"{self.name} profile 'embedded' (small shipped weights) is future work: "
-                                      "use profile='full' (BLIP + Stable Diffusion) or 'tiny' (tests)")
         if profile not in profiles:
-            raise ValueError(f"unknown {self.name} profile {profile!r}: use 'full' or 'tiny'")
+            raise ValueError(f"{self.name} has no defaults for profile {profile!r}: use one of {', '.join(profiles)}")
         self.threads = int(threads) if threads else None
         self._apply_threads()
         d = profiles[profile]
@@ -53,14 +79,6 @@ class CaptionDiffusionSystem(SemanticSystem):
         self.blip, self.processor = hf.load_blip(blip, self.device, dtype)
         self.pipe = hf.load_sd(sd, self.device, dtype)
         return d
-
-    def _apply_threads(self) -> None:
-        """Set torch's CPU threads again (the PHY's numba/OpenMP code may change them)."""
-        if self.threads:
-            import torch
-
-            if torch.get_num_threads() != self.threads:
-                torch.set_num_threads(self.threads)
 
     def caption(self, image: np.ndarray) -> str:
         """BLIP caption of the image."""

@@ -4,7 +4,7 @@ The transmitter runs the SNR-adaptive DeepJSCC encoder
 (:mod:`gensemcom.models.deepjscc`) and puts its latent, already normalised to unit
 average complex-symbol power, in the frame's analog part; the digital part carries
 only the header (latent shape, image size, the SNR the encoder assumed). The link
-(:class:`gensemcom.systems.link.FrameLink`) re-normalises the analog vector (scale
+(:class:`gensemcom.link.FrameLink`) re-normalises the analog vector (scale
 ~1, since the latent already has unit power), sends it uncoded, equalises (MMSE) and
 undoes the scale, so the decoder sees the latent at the scale it was trained on,
 plus noise. At CBR 1/24 a 768x512 Kodak image costs 49,152 analog channel uses.
@@ -24,7 +24,8 @@ from typing import Optional
 import numpy as np
 
 from ..frame import SemanticFrame
-from .base import LinkContext, SemanticSystem, as_image, register_system
+from .base import LinkContext, Option, SemanticSystem, as_image
+from .registry import register_system
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
 EMBEDDED_WEIGHTS = WEIGHTS_DIR / "deepjscc_cbr24.pt"
@@ -32,7 +33,8 @@ DEFAULT_SNR_DB = 10.0
 TINY_SEED = 1234
 
 
-@register_system("deepjscc")
+@register_system("deepjscc", profiles=("embedded", "tiny"), summary="SNR-adaptive DeepJSCC: the image as one "
+                 "analog latent (CBR 1/24; baseline)")
 class DeepJSCC(SemanticSystem):
     """SNR-adaptive DeepJSCC (ADJSCC-style AF modules), CBR 1/24 by default.
 
@@ -48,6 +50,10 @@ class DeepJSCC(SemanticSystem):
         FileNotFoundError: when the embedded weights (or ``path``) are missing.
         ValueError: on an unknown profile.
     """
+
+    OPTIONS = (Option("path", None, "weights file or training checkpoint to load instead of the profile's"),
+               Option("threads", None, "torch CPU threads (default: torch's setting)"),
+               Option("default_snr_db", DEFAULT_SNR_DB, "SNR (dB) assumed when the link does not say"))
 
     def __init__(self, profile: str = "embedded", path=None, device: Optional[str] = None,
                  threads: Optional[int] = None, default_snr_db: float = DEFAULT_SNR_DB):

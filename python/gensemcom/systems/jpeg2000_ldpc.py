@@ -16,7 +16,7 @@ symbol) and an LDPC code of length ``n`` and ``k`` information bits, a budget of
 symbols carries ``B = floor(U * b / n)`` code blocks; each block holds ``k // 8 - 4``
 payload bytes (the rest is its CRC-32), and the first 4 bytes of the payload are its
 length, so at most ``B * (k // 8 - 4) - 4`` bytes of packed frame fit; the frame header
-(:meth:`SemanticFrame.pack_digital`) is subtracted from that to give the codestream
+(:func:`gensemcom.frame.pack_digital`) is subtracted from that to give the codestream
 budget (:func:`codestream_budget`). This is slightly below the naive
 ``floor(U * b * rate / 8)`` and exactly what the PHY uses.
 
@@ -42,10 +42,11 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ..frame import SemanticFrame
+from ..frame import SemanticFrame, pack_digital
 from ..phy.digital import DigitalLink
 from ..phy.framing import LEN_BYTES
-from .base import LinkContext, SemanticSystem, as_image, register_system
+from .base import LinkContext, Option, SemanticSystem, as_image
+from .registry import register_system
 
 #: Default channel-use budget when the context gives none: this fraction of 3*H*W.
 DEFAULT_CBR = 1.0 / 24.0
@@ -103,16 +104,14 @@ def payload_capacity(budget_symbols: int, digital: DigitalLink) -> int:
     return cap
 
 
-def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None, analog_scale: float = 1.0) -> int:
-    """Bytes :meth:`SemanticFrame.pack_digital` adds to a digital-only frame's payload.
+def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None) -> int:
+    """Bytes :func:`gensemcom.frame.pack_digital` adds to a digital-only frame's payload.
 
     Args:
         system (str): the system name written into the frame header.
         header (dict | None): the frame's header dict.
-        analog_scale (float): the analog scale that is packed (1.0 for no analog part,
-            as :func:`gensemcom.phy.analog.analog_map` returns for an empty vector).
     """
-    return len(SemanticFrame(system, b"", header=dict(header or {})).pack_digital(analog_scale))
+    return len(pack_digital(SemanticFrame(system, b"", header=dict(header or {}))))
 
 
 def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str, float] = "1/2",
@@ -280,7 +279,8 @@ def rate_match(image: np.ndarray, max_bytes: int) -> Optional[RateMatch]:
 
 
 # ------------------------------------------------------------------ system
-@register_system("jpeg2000-ldpc")
+@register_system("jpeg2000-ldpc", offline=("full", "embedded", "tiny"), summary="JPEG2000 + LDPC + M-QAM, rate-matched to a channel-use budget "
+                 "(the classical baseline; no models)")
 class JPEG2000LDPC(SemanticSystem):
     """JPEG2000 + LDPC + M-QAM, rate-matched to the channel-use budget.
 
@@ -288,6 +288,8 @@ class JPEG2000LDPC(SemanticSystem):
     settings); the harness sweeps them and reports the best per SNR (the envelope).
 
     Args:
+        profile (str), device (str | None): accepted for the common interface; the
+            system has no models, so every profile is the same.
         backend (str): LDPC backend used for the channel-use arithmetic (must match
             the link's).
         default_cbr (float): budget (fraction of 3*H*W complex uses) when the context
@@ -298,8 +300,13 @@ class JPEG2000LDPC(SemanticSystem):
     """
 
     HEADER: dict = {}
+    rate_matched = True
+    OPTIONS = (Option("backend", "default", "LDPC backend for the channel-use arithmetic (match the link's)"),
+               Option("default_cbr", DEFAULT_CBR, "budget as a fraction of 3HW channel uses when the link gives none"),
+               Option("cache_size", 64, "codestreams and decoded images kept in memory"))
 
-    def __init__(self, backend: str = "default", default_cbr: float = DEFAULT_CBR, cache_size: int = 64):
+    def __init__(self, profile: str = "embedded", device: Optional[str] = None, backend: str = "default",
+                 default_cbr: float = DEFAULT_CBR, cache_size: int = 64):
         if not jpeg2000_available():
             raise RuntimeError("jpeg2000-ldpc needs Pillow with OpenJPEG ('jpg_2000' feature)")
         self.backend = backend

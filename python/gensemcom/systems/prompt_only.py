@@ -15,8 +15,8 @@ failed its CRC carries no caption: decode returns None.
 
 Profiles: ``full`` (BLIP base + SD 1.5, see :mod:`gensemcom.models.hf`; on a CPU one
 50-step 512 x 512 generation takes minutes, on a GPU seconds) and ``tiny`` (the
-random models of :mod:`gensemcom.models.tiny_hf`, for tests). ``embedded`` is future
-work and raises NotImplementedError.
+random models of :mod:`gensemcom.models.tiny_hf`, for tests). There is no ``embedded``
+profile yet.
 """
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from typing import Optional
 import numpy as np
 
 from ..frame import SemanticFrame
-from ._caption_diffusion import CaptionDiffusionSystem
-from .base import LinkContext, as_image, register_system
+from ._caption_diffusion import CAPTION_DIFFUSION_OPTIONS, CaptionDiffusionSystem
+from .base import LinkContext, Option, as_image
+from .registry import register_system
 
 PROFILES = {
     "full": dict(resolution=512, gen_steps=50, guidance=7.5, caption_max_tokens=30, num_beams=3),
@@ -35,12 +36,13 @@ PROFILES = {
 ENCODINGS = ("ids", "utf8")
 
 
-@register_system("prompt-only")
+@register_system("prompt-only", profiles=("full", "tiny"), summary="a BLIP caption over the digital path, "
+                 "Stable Diffusion at the receiver (baseline)")
 class PromptOnly(CaptionDiffusionSystem):
     """BLIP caption -> digital path -> Stable Diffusion.
 
     Args:
-        profile (str): ``"full"`` or ``"tiny"`` (``"embedded"``: NotImplementedError).
+        profile (str): ``"full"`` or ``"tiny"``.
         device (str | None): torch device (default CUDA when available).
         blip (str | None), sd (str | None): model ids or local directories overriding
             the profile's.
@@ -52,10 +54,12 @@ class PromptOnly(CaptionDiffusionSystem):
             decode (the PHY's numba/OpenMP code may change torch's setting).
 
     Raises:
-        NotImplementedError: profile ``"embedded"``.
-        ValueError: unknown profile or encoding.
+        ValueError: unknown encoding.
         gensemcom.models.hf.ModelNotAvailable: a model that cannot be loaded.
     """
+
+    OPTIONS = CAPTION_DIFFUSION_OPTIONS + (
+        Option("encoding", "ids", "caption encoding on the digital path", ENCODINGS),)
 
     def __init__(self, profile: str = "full", device: Optional[str] = None, blip: Optional[str] = None,
                  sd: Optional[str] = None, dtype=None, encoding: str = "ids", resolution: Optional[int] = None,
@@ -71,7 +75,8 @@ class PromptOnly(CaptionDiffusionSystem):
     def encode(self, image: np.ndarray, ctx: Optional[LinkContext] = None) -> SemanticFrame:
         """Image -> frame: the caption (token ids or UTF-8) in the digital part, no analog part."""
         self._apply_threads()
-        from ..models.hf import pack_ids, prompt_ids
+        from ..codecs import pack_ids
+        from ..models.hf import prompt_ids
 
         img = as_image(image)
         text = self.caption(img)
@@ -80,12 +85,13 @@ class PromptOnly(CaptionDiffusionSystem):
             digital, header["dt"] = pack_ids(prompt_ids(self.pipe.tokenizer, text))
         else:
             digital, header["dt"] = text.encode("utf-8"), "utf8"
-        return SemanticFrame(self.name, digital, np.zeros(0, np.float32), header, {"caption": text})
+        return SemanticFrame(self.name, digital, np.zeros(0, np.float32), header, {"report": {"caption": text}})
 
     def decode(self, frame: SemanticFrame, ctx: Optional[LinkContext] = None) -> Optional[np.ndarray]:
         """Received frame -> image, or None when the digital part failed CRC or is unusable."""
         self._apply_threads()
-        from ..models.hf import PIPE_LOCK, encode_ids, generate, unpack_ids
+        from ..codecs import unpack_ids
+        from ..models.hf import PIPE_LOCK, encode_ids, generate
 
         if frame.crc_ok is False:
             return None

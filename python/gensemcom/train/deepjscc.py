@@ -15,7 +15,7 @@ The learning rate is constant, then decays along a half cosine to 10% over the l
 elapsed / time limit (so a time-limited run still anneals).
 
 ``--eval-kodak`` measures the exported (or ``--weights``) model on the 24 Kodak
-images through the real PHY path (:func:`gensemcom.systems.link.run_link`: link
+images through the real PHY path (:func:`gensemcom.link.run_link`: link
 power normalisation, AWGN or Rayleigh, MMSE, de-normalisation) and reports PSNR per
 SNR and the encode + decode time; ``--record`` writes the table into the JSON.
 
@@ -385,7 +385,7 @@ def eval_kodak(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..systems.deepjscc import DeepJSCC as DeepJSCCSystem
-    from ..systems.link import FrameLink, LinkConfig, run_link
+    from ..link import FrameLink, PhyConfig, run_link
 
     torch.set_num_threads((os.cpu_count() or 1) if args.threads == "auto" else int(args.threads))
     kodak = Path(args.kodak) if args.kodak else shared_dir() / "data" / "kodak"
@@ -394,7 +394,7 @@ def eval_kodak(args: argparse.Namespace) -> int:
         raise SystemExit(f"no Kodak PNGs in {kodak}")
     system = DeepJSCCSystem(path=args.weights) if args.weights else DeepJSCCSystem(profile="embedded")
     snrs = [float(s) for s in args.eval_snrs.split(",")]
-    link = FrameLink(LinkConfig(modulation=args.modulation, channel=args.channel, seed=args.seed))
+    link = FrameLink(PhyConfig(modulation=args.modulation, channel=args.channel, seed=args.seed))
     images = [np.asarray(Image.open(f).convert("RGB")) for f in files]
 
     def psnr_u8(a, b):

@@ -55,6 +55,7 @@ class ArraySpec:
         dims: Required sizes by axis, e.g. ``{1: 3}`` for 3 channels.
         multiple_of: Required divisors by axis, e.g. ``{2: 4, 3: 4}``.
         max_elems: Largest accepted element count (guards model memory).
+        optional: The request may leave the array out.
     """
 
     name: str
@@ -63,6 +64,7 @@ class ArraySpec:
     dims: Mapping[int, int] = field(default_factory=dict)
     multiple_of: Mapping[int, int] = field(default_factory=dict)
     max_elems: Optional[int] = None
+    optional: bool = False
 
     def check(self, arr: np.ndarray) -> None:
         """Validate one array.
@@ -154,12 +156,15 @@ class MethodSpec:
             RequestError: On missing, unexpected or malformed arrays.
         """
         if self.inputs is not None:
-            expected = [s.name for s in self.inputs]
-            if sorted(arrays) != sorted(expected):
-                raise RequestError("bad_arrays", f"method {self.name!r} takes arrays {expected}, "
-                                   f"got {list(arrays)}")
+            required = {s.name for s in self.inputs if not s.optional}
+            allowed = {s.name for s in self.inputs}
+            if not required <= set(arrays) <= allowed:
+                optional = sorted(allowed - required)
+                raise RequestError("bad_arrays", f"method {self.name!r} takes arrays {sorted(required)}"
+                                   + (f" (optionally {optional})" if optional else "") + f", got {list(arrays)}")
             for spec in self.inputs:
-                spec.check(arrays[spec.name])
+                if spec.name in arrays:
+                    spec.check(arrays[spec.name])
         if self.batchable:
             lead = {a.shape[0] if a.ndim else None for a in arrays.values()}
             if None in lead or len(lead) > 1:

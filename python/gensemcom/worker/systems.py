@@ -1,150 +1,226 @@
-"""Worker methods for the semantic systems: ``semantic_encode`` and ``semantic_decode``.
+"""Worker methods for the semantic systems: ``semantic_load``, ``semantic_encode`` and
+``semantic_decode``.
 
-Every registered system (:func:`gensemcom.systems.system_names`) becomes a model
-``system.<name>`` with a loader per profile, built by
-:func:`gensemcom.systems.make_system` on first use and kept resident. A request
-names the system in its meta (looked up in the registry, never imported by name
-from the request) and carries the image or the received frame as arrays:
+Every registered system and each of its profiles (:func:`gensemcom.systems.names`,
+:attr:`SystemSpec.profiles`) becomes a model ``system.<name>``, built by
+:func:`gensemcom.systems.build` on first use and kept resident; a profile the system
+does not have is refused as ``model_unavailable`` with the supported ones listed. A
+request names the system in its meta (looked up in the registry, never imported by
+name from the request); frames travel in the worker form of
+:func:`gensemcom.frame.to_arrays`:
 
 * ``semantic_encode``: ``image`` uint8 (H, W, 3); meta ``system``, optional
-  ``snr_db``, ``modulation``, ``code_rate``, ``budget_symbols`` -> arrays ``digital``
-  (uint8), ``analog`` (float32), ``header`` (uint8, msgpack);
+  ``snr_db``, ``modulation``, ``code_rate``, ``budget_symbols`` and, for a feedback
+  exchange, ``session``, ``round`` and the receiver's feedback frame (arrays
+  ``fb_digital``, ``fb_analog``, ``fb_header``; meta ``fb_segments``, ``fb_crc_ok``)
+  -> arrays ``digital``, ``analog``, ``header``; meta ``segments``, ``frame_meta``;
 * ``semantic_decode``: arrays ``digital``, ``analog``, ``header``; meta ``system``,
-  ``crc_ok``, optional ``snr_db`` -> array ``image`` uint8 (H, W, 3), or an error
-  reply ``no_image`` when the system cannot produce one (a lost frame).
+  ``crc_ok``, ``segments``, optional ``snr_db``, ``session``, ``round`` -> array
+  ``image`` uint8 (H, W, 3), meta ``final`` (True when the exchange is over) and, when
+  the receiver asks for another round, its feedback frame as ``fb_*`` arrays and meta;
+  or an error reply ``no_image`` when the system cannot produce an image.
+
+**Sessions.** A multi-round exchange keeps each side's ``ctx.state`` in the worker
+under ``(system, profile, session, side)`` (:class:`SessionStore`): sessions idle for
+longer than a timeout are forgotten, and past a bound on open sessions the least
+recently used is; a final round closes its session. One-shot systems keep nothing.
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Dict
+import collections
+import threading
+import time
+from typing import Any, Dict, Optional
 
-import msgpack
 import numpy as np
 
-from .models import register_model
+from .models import model_names, register_model
 from .registry import METHODS, ArraySpec, CallContext, RequestError
-from .wire import PROFILES
 
 MAX_PIXELS = 4096 * 4096 * 3  #: largest image (elements of H x W x 3) a request may carry
+MAX_ROUNDS = 64  #: the largest round number a request may name
+
+
+class SessionStore:
+    """Per-exchange state of multi-round systems, bounded in time and number.
+
+    Args:
+        ttl_s (float): a session unused for this long is forgotten.
+        max_open (int): the most sessions kept; the least recently used goes first.
+    """
+
+    def __init__(self, ttl_s: float = 600.0, max_open: int = 256):
+        self.ttl_s, self.max_open = float(ttl_s), int(max_open)
+        self._d: "collections.OrderedDict[tuple, list]" = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self.evicted = 0
+
+    def get(self, key: tuple) -> Dict[str, Any]:
+        """The state dict of ``key`` (a new empty one for a new or expired session)."""
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, (_, t) in self._d.items() if now - t > self.ttl_s]:
+                del self._d[k]
+                self.evicted += 1
+            entry = self._d.pop(key, None)
+            state = entry[0] if entry is not None else {}
+            self._d[key] = [state, now]
+            while len(self._d) > self.max_open:
+                self._d.popitem(last=False)
+                self.evicted += 1
+            return state
+
+    def close(self, key: tuple) -> None:
+        with self._lock:
+            self._d.pop(key, None)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._d)
+
+
+SESSIONS = SessionStore()
 
 
 def _system_loader(name: str, profile: str):
     def load(device: str):
-        from ..systems import make_system
-        from ..systems.base import _REGISTRY
+        from ..systems import build
 
-        cls = _REGISTRY[name]
-        params = inspect.signature(cls).parameters
-        kwargs = {}
-        if "profile" in params:
-            kwargs["profile"] = profile
-        if "device" in params:
-            kwargs["device"] = device
-        return make_system(name, **kwargs)
+        return build(name, profile, device=device)
 
     return load
 
 
 def register_systems() -> None:
-    """Register a ``system.<name>`` model for every system and profile."""
-    from ..systems import system_names
+    """Register a ``system.<name>`` model for every system and each of its profiles."""
+    from .. import systems
 
-    for name in system_names():
-        for profile in PROFILES:
+    for name in systems.names():
+        for profile in systems.get(name).profiles:
             register_model(f"system.{name}", profile)(_system_loader(name, profile))
 
 
 def _system(ctx: CallContext):
+    from .. import systems
+
     name = ctx.meta.get("system") if isinstance(ctx.meta, dict) else None
     if not isinstance(name, str):
         raise RequestError("bad_meta", "meta 'system' (a system name) is required")
-    from ..systems import system_names
-
-    if name not in system_names():
-        raise RequestError("unknown_system", f"unknown system {name!r}; known: {', '.join(system_names())}")
+    try:
+        _, profile = systems.check(name, ctx.profile)
+    except systems.UnknownSystem as e:
+        raise RequestError("unknown_system", str(e)) from None
+    except systems.UnsupportedProfile as e:
+        raise RequestError("model_unavailable", str(e)) from None
+    if profile not in model_names().get(f"system.{name}", ()):  # a system registered after start-up
+        register_model(f"system.{name}", profile)(_system_loader(name, profile))
     return ctx.model(f"system.{name}")
 
 
-def _context(meta: Dict[str, Any]):
+def _context(meta: Dict[str, Any], side: str, system):
     from ..systems.base import LinkContext
 
     def num(key, kind, default=None):
         v = meta.get(key, default)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise RequestError("bad_meta", f"meta {key!r} must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise RequestError("bad_meta", f"meta {key!r} must be a finite number, got {v!r:.40}")
         return kind(v)
 
-    return LinkContext(num("snr_db", float), num("modulation", int, 16), num("code_rate", float, 0.5),
-                       num("budget_symbols", int))
+    session, rnd = meta.get("session", ""), num("round", int, 0)
+    if not isinstance(session, str) or len(session) > 128:
+        raise RequestError("bad_meta", "meta 'session' must be a string of at most 128 characters")
+    if not 0 <= rnd < min(MAX_ROUNDS, max(1, system.max_rounds)):
+        raise RequestError("bad_meta", f"meta 'round' {rnd} is outside 0..{max(1, system.max_rounds) - 1} "
+                           f"for {system.name}")
+    ctx = LinkContext(num("snr_db", float), num("modulation", int, 16), num("code_rate", float, 0.5),
+                      num("budget_symbols", int), round=rnd, session=session)
+    if system.max_rounds > 1 and session:
+        ctx.state = SESSIONS.get((system.name, getattr(system, "profile", ""), session, side))
+    return ctx
+
+
+def _frame(arrays, meta, system_name: str, prefix: str = ""):
+    from ..frame import FrameError, from_arrays
+
+    try:
+        return from_arrays(arrays, meta, system_name, prefix)
+    except FrameError as e:
+        raise RequestError("bad_frame", str(e)) from None
+
+
+_FB = [ArraySpec("fb_digital", ("uint8",), ndim=1, optional=True),
+       ArraySpec("fb_analog", ("float32",), ndim=1, optional=True),
+       ArraySpec("fb_header", ("uint8",), ndim=1, optional=True)]
 
 
 @METHODS.register("semantic_encode", inputs=[ArraySpec("image", ("uint8",), ndim=3, dims={2: 3},
-                                                        max_elems=MAX_PIXELS)])
+                                                        max_elems=MAX_PIXELS)] + _FB)
 def semantic_encode(ctx: CallContext, arrays: Dict[str, np.ndarray]):
-    """image uint8 (H, W, 3) -> the system's frame as arrays digital, analog, header."""
+    """image uint8 (H, W, 3) [+ feedback frame] -> the system's frame as arrays."""
+    from ..frame import plain_meta, to_arrays
+
     system = _system(ctx)
-    frame = system.encode(np.ascontiguousarray(arrays["image"]), _context(ctx.meta))
-    header = msgpack.packb(frame.header, use_bin_type=True)
-    return ({"digital": np.frombuffer(frame.digital, np.uint8), "analog": frame.analog,
-             "header": np.frombuffer(header, np.uint8)}, {"frame_meta": plain_meta(frame.meta)})
-
-
-def plain_meta(meta) -> Dict[str, Any]:
-    """The scalar entries (str, bool, int, finite float, None) of a frame's meta: what
-    the transmitter reports about its work (caption, timings), sent back in the reply."""
-    out: Dict[str, Any] = {}
-    for k, v in (meta or {}).items():
-        if isinstance(v, (np.floating, np.integer)):
-            v = v.item()
-        if isinstance(k, str) and (v is None or isinstance(v, (str, bool, int))
-                                   or (isinstance(v, float) and np.isfinite(v))):
-            out[k] = v[:1000] if isinstance(v, str) else v
-    return out
+    lctx = _context(ctx.meta, "tx", system)
+    if "fb_digital" in arrays:
+        lctx.feedback = _frame(arrays, ctx.meta, system.name, "fb_")
+    elif lctx.round > 0:
+        raise RequestError("bad_arrays", f"round {lctx.round} of {system.name} needs the feedback frame (fb_*)")
+    frame = system.encode(np.ascontiguousarray(arrays["image"]), lctx)
+    out, meta = to_arrays(frame)
+    meta["frame_meta"] = plain_meta(frame.meta)
+    return out, meta
 
 
 @METHODS.register("semantic_load", inputs=[])
 def semantic_load(ctx: CallContext, arrays: Dict[str, np.ndarray]):
     """Load (or find resident) meta 'system' for the request's profile; reply meta
-    ``system``, ``profile``. A model that cannot be loaded is a ``model_unavailable``
-    error whose message says which model and how to provide it (used by
-    ``gensemcom link`` before it starts a flowgraph)."""
+    ``system``, ``profile``, ``max_rounds``. A model that cannot be loaded is a
+    ``model_unavailable`` error whose message says which model and how to provide it
+    (used by ``gensemcom link`` before it starts a flowgraph)."""
     name = ctx.meta.get("system") if isinstance(ctx.meta, dict) else None
     try:
-        _system(ctx)
+        system = _system(ctx)
     except RequestError:
         raise
     except (OSError, ValueError, LookupError, NotImplementedError, ImportError, RuntimeError) as e:
         raise RequestError("model_unavailable", f"{name} ({ctx.profile} profile): {e}") from None
-    return {}, {"system": name, "profile": ctx.profile}
+    return {}, {"system": name, "profile": ctx.profile, "max_rounds": int(system.max_rounds)}
 
 
 @METHODS.register("semantic_decode", inputs=[ArraySpec("digital", ("uint8",), ndim=1),
                                               ArraySpec("analog", ("float32",), ndim=1),
                                               ArraySpec("header", ("uint8",), ndim=1)])
 def semantic_decode(ctx: CallContext, arrays: Dict[str, np.ndarray]):
-    """digital, analog, header (+ meta crc_ok) -> image uint8 (H, W, 3)."""
-    from ..frame import SemanticFrame
+    """digital, analog, header (+ meta crc_ok, segments) -> image uint8 (H, W, 3)
+    [+ the receiver's feedback frame]."""
+    from ..frame import to_arrays
 
     system = _system(ctx)
-    try:
-        header = msgpack.unpackb(arrays["header"].tobytes(), raw=False) if arrays["header"].size else {}
-    except Exception as e:
-        raise RequestError("bad_header", f"frame header is not valid msgpack: {e}") from None
-    if not isinstance(header, dict):
-        raise RequestError("bad_header", "frame header must be a map")
-    crc_ok = ctx.meta.get("crc_ok", True)
-    if not isinstance(crc_ok, bool):
-        raise RequestError("bad_meta", "meta 'crc_ok' must be a bool")
-    if arrays["analog"].size % 2:
-        raise RequestError("bad_shape", "analog part must have an even length")
-    frame = SemanticFrame(system.name, arrays["digital"].tobytes(), arrays["analog"], header, {}, crc_ok)
-    image = system.decode(frame, _context(ctx.meta))
+    lctx = _context(ctx.meta, "rx", system)
+    meta = dict(ctx.meta)
+    meta.setdefault("crc_ok", True)
+    frame = _frame(arrays, meta, system.name)
+    image = system.decode(frame, lctx)
+    key = (system.name, getattr(system, "profile", ""), lctx.session)
     if image is None:
+        SESSIONS.close(key + ("rx",))
         raise RequestError("no_image", f"{system.name} could not reconstruct an image from this frame"
-                           + ("" if crc_ok else " (its digital part failed CRC)"))
-    return {"image": np.ascontiguousarray(image, dtype=np.uint8)}
+                           + ("" if frame.crc_ok else " (its digital part failed CRC)"))
+    out: Dict[str, Any] = {"image": np.ascontiguousarray(image, dtype=np.uint8)}
+    reply: Dict[str, Any] = {"final": True, "round": lctx.round}
+    fb: Optional[Any] = None
+    if lctx.round + 1 < system.max_rounds:
+        fb = system.feedback(frame, image, lctx)
+    if fb is not None:
+        a, m = to_arrays(fb, "fb_")
+        out.update(a)
+        reply.update(m, final=False)
+    else:
+        SESSIONS.close(key + ("rx",))
+        SESSIONS.close(key + ("tx",))
+    return out, reply
 
 
 register_systems()

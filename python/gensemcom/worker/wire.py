@@ -42,7 +42,7 @@ KIND_REQUEST = "req"
 KIND_OK = "ok"
 KIND_ERROR = "err"
 
-PROFILES = ("full", "embedded", "tiny")
+from ..systems.base import PROFILES  # noqa: E402  (one list of profiles)
 """Model profiles a request may name ("" selects the server default)."""
 
 DTYPES = {

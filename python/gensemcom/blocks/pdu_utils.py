@@ -212,3 +212,35 @@ class pdu_block(counting, gr.basic_block):
         Raise :class:`PduError` for input that is well formed but unusable.
         """
         raise NotImplementedError
+
+
+# ------------------------------------------------------------ image PDUs
+KEY_SHAPE = "shape"
+
+
+def image_from_pdu(msg, max_pixels: int = 4096 * 4096):
+    """An image PDU -> (metadata PMT dict, uint8 array (H, W, 3)); raises PduError."""
+    meta, data = parse_pdu(msg, "u8", max_items=3 * max_pixels)
+    shape = meta_get(meta, KEY_SHAPE)
+    if shape is None:
+        raise PduError("image PDU needs metadata 'shape' = [H, W, 3]")
+    shape = tuple(int(s) for s in np.asarray(shape).reshape(-1))
+    if len(shape) != 3 or shape[2] != 3 or shape[0] * shape[1] * 3 != data.size:
+        raise PduError(f"image shape {list(shape)} does not match {data.size} bytes of RGB")
+    return meta, data.reshape(shape)
+
+
+def image_to_pdu(meta, image: np.ndarray):
+    """(metadata, uint8 (H, W, 3)) -> image PDU with ``shape`` in the metadata."""
+    meta = meta_set(meta if meta is not None else pmt.make_dict(), KEY_SHAPE, np.asarray(image.shape, np.int32))
+    return make_pdu(meta, image.reshape(-1), "u8")
+
+
+def image_info(meta) -> dict:
+    """An image PDU's metadata as a plain dict (uniform vectors become lists)."""
+    return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in (pmt.to_python(meta) or {}).items()}
+
+
+def frame_meta(meta) -> dict:
+    """A PDU's metadata as a frame's plain meta: :func:`image_info` less the image ``shape``."""
+    return {k: v for k, v in image_info(meta).items() if k != KEY_SHAPE}

@@ -1,33 +1,12 @@
-"""GNU Radio blocks: pilot insertion and channel equalisation (perfect CSI, LS, LMMSE)."""
+"""GNU Radio block: channel equalisation (perfect CSI, pilot LS, pilot LMMSE)."""
 import numpy as np
 
 from .pdu_utils import (KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, PduError, meta_del, meta_get,
                         meta_set, pdu_block)
-from .phy.channels import PilotPattern, equalize
+from ..phy.channels import PilotPattern, equalize
+
 
 _ESTIMATORS = ("perfect", "ls", "lmmse", "none")
-
-
-class pilot_inserter(pdu_block):
-    """Complex symbols PDU in, the same symbols with block pilots out.
-
-    Each block of ``block_len`` output symbols starts with ``n_pilots`` known
-    pilots. Match ``block_len`` to the channel's coherence length, and use the same
-    values in the equalizer.
-
-    Args:
-        block_len (int): symbols per block, pilots included.
-        n_pilots (int): pilots per block.
-    """
-
-    in_kind, out_kind = "c32", "c32"
-
-    def __init__(self, block_len=64, n_pilots=4):
-        self.pattern = PilotPattern(int(block_len), int(n_pilots))
-        pdu_block.__init__(self, "gensemcom_pilot_inserter")
-
-    def process(self, meta, x):
-        return meta, self.pattern.insert(x)
 
 
 class equalizer(pdu_block):
@@ -83,3 +62,16 @@ class equalizer(pdu_block):
         meta = meta_set(meta, KEY_EQUALIZED, True)
         meta = meta_set(meta, KEY_NOISE_VAR, np.asarray(nv, dtype=np.float32))
         return meta, x
+
+
+def connect_through_channel(fg, chan, dst, dst_port: str, fading: bool, method: str, coherence: int):
+    """Connect ``chan``'s output to ``dst`` (port ``dst_port``) in flowgraph ``fg``,
+    through a perfect-CSI :class:`equalizer` (``method`` "zf" or "mmse") when the channel
+    fades; returns the equalizer (None on AWGN)."""
+    if not fading:
+        fg.msg_connect(chan, "out", dst, dst_port)
+        return None
+    eq = equalizer("perfect", method, int(coherence), 0)
+    fg.msg_connect(chan, "out", eq, "in")
+    fg.msg_connect(eq, "out", dst, dst_port)
+    return eq

@@ -1,59 +1,11 @@
-"""GNU Radio blocks: PDUs to and from tagged sample streams (the glue to channel models and radios).
-
-``burst_tx`` turns each symbols PDU into a burst (guard, Zadoff-Chu preamble, payload,
-guard) on a tagged stream through GNU Radio's own ``pdu.pdu_to_tagged_stream``; the
-PDU's metadata become stream tags. ``burst_rx`` captures each tagged burst from a
-stream, finds the preamble within the guard (stream tags drift by a few samples
-through resamplers and filters, as in ``channels.channel_model``), corrects the
-complex gain, estimates the noise variance, and publishes the payload PDU with the
-tags as metadata. Untagged streams from a radio need the burst PHY's detector.
-"""
+"""GNU Radio block: burst receiver (complex stream -> detected burst symbols PDUs)."""
 import numpy as np
 import pmt
-from gnuradio import gr, pdu
+from gnuradio import gr
 
-from .pdu_utils import KEY_NOISE_VAR, counting, make_pdu, meta_set, pdu_block
-from .phy.burst import BurstFormat
-
-LENGTH_TAG = "packet_len"
-
-
-class burst_framer(pdu_block):
-    """Symbols PDU in, burst PDU (guard, preamble, payload, guard) out.
-
-    Args:
-        guard (int): zero samples before and after each burst.
-        preamble_len (int): Zadoff-Chu preamble length (odd).
-    """
-
-    in_kind, out_kind = "c32", "c32"
-
-    def __init__(self, guard=32, preamble_len=63):
-        self.fmt = BurstFormat(int(guard), int(preamble_len))
-        pdu_block.__init__(self, "gensemcom_burst_framer")
-
-    def process(self, meta, x):
-        return meta, self.fmt.build(x)
-
-
-class burst_tx(gr.hier_block2):
-    """Symbols PDU in (port ``in``), tagged complex burst stream out.
-
-    Args:
-        guard (int): zero samples before and after each burst (>= 8).
-        preamble_len (int): Zadoff-Chu preamble length (odd).
-        length_tag (str): tagged-stream length tag name.
-    """
-
-    def __init__(self, guard=32, preamble_len=63, length_tag=LENGTH_TAG):
-        gr.hier_block2.__init__(self, "gensemcom_burst_tx", gr.io_signature(0, 0, 0),
-                                gr.io_signature(1, 1, gr.sizeof_gr_complex))
-        self.message_port_register_hier_in("in")
-        self.framer = burst_framer(guard, preamble_len)
-        self.to_stream = pdu.pdu_to_tagged_stream(gr.types.complex_t, length_tag)
-        self.msg_connect(self, "in", self.framer, "in")
-        self.msg_connect(self.framer, "out", self.to_stream, "pdus")
-        self.connect(self.to_stream, self)
+from .burst_framer import LENGTH_TAG
+from .pdu_utils import KEY_NOISE_VAR, counting, make_pdu, meta_set
+from ..phy.burst import BurstFormat
 
 
 class burst_rx(counting, gr.sync_block):

@@ -13,7 +13,7 @@ import numpy as np
 import pmt
 
 from .pdu_utils import PduError
-from .worker.client import WorkerError
+from ..worker.client import WorkerError
 from .worker_block import worker_block
 
 # uniform vector PMT type -> (elements getter, numpy dtype), for the dtypes the wire format carries

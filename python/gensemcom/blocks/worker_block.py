@@ -20,7 +20,7 @@ import pmt
 from gnuradio import gr
 
 from .pdu_utils import PduError, counting
-from .worker.client import LocalWorker, WorkerClient, WorkerError, WorkerUnavailable
+from ..worker.client import LocalWorker, WorkerClient, WorkerError, WorkerUnavailable
 
 _STOP = object()
 _LOCAL_LOCK = threading.Lock()

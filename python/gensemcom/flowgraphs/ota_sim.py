@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..frame import SemanticFrame
-from .phy import OtaParams
+from ..ota.phy import OtaParams
 
 FrameLike = Union[SemanticFrame, bytes, bytearray, np.ndarray, tuple]
 
@@ -80,7 +80,8 @@ class OtaSim:
                  code_rate: str = "1/2", gap: int = 400, **rx_kwargs):
         from gnuradio import blocks, channels, gr
 
-        from .blocks import ota_rx, ota_tx
+        from ..blocks.ota_rx import ota_rx
+        from ..blocks.ota_tx import ota_tx
 
         self.p = OtaParams()
         self.rng = np.random.default_rng(seed)
@@ -104,7 +105,7 @@ class OtaSim:
         import pmt
 
         from ..frame import frame_to_pmt
-        from ..pdu_utils import make_pdu, meta_set
+        from ..blocks.pdu_utils import make_pdu, meta_set
 
         if isinstance(item, SemanticFrame):
             f = SemanticFrame(item.system, item.digital, item.analog, item.header, dict(item.meta, ota_delay=delay))
@@ -135,7 +136,7 @@ class OtaSim:
         import pmt
 
         from ..frame import frame_from_pmt
-        from ..pdu_utils import meta_get
+        from ..blocks.pdu_utils import meta_get
 
         n = len(items)
         seq0 = self.tx.framer.seq

@@ -3,7 +3,7 @@ import numpy as np
 
 from .pdu_utils import (KEY_CRC_OK, KEY_CSI, KEY_EQUALIZED, KEY_FAILED_BLOCKS, KEY_N_BLOCKS,
                         KEY_NOISE_VAR, PduError, meta_del, meta_get, meta_set, pdu_block)
-from .phy.digital import DigitalLink, estimate_noise_var
+from ..phy.digital import DigitalLink, estimate_noise_var
 
 
 class digital_rx(pdu_block):

@@ -1,13 +1,14 @@
 """GNU Radio hierarchical block: PDUs across GNU Radio's stream channel model.
 
 PDU -> ``burst_tx`` -> ``channels.channel_model`` -> ``burst_rx`` -> PDU: the tagged
-stream glue of :mod:`gensemcom.stream_glue` around GNU Radio's own channel model, so
+stream glue of :mod:`gensemcom.blocks` around GNU Radio's own channel model, so
 a PDU link can be run against GNU Radio's impairments in one block.
 """
 from gnuradio import channels, gr
 
-from .phy.channels import noise_voltage
-from .stream_glue import burst_rx, burst_tx
+from ..phy.channels import noise_voltage
+from .burst_rx import burst_rx
+from .burst_tx import burst_tx
 
 
 class stream_channel(gr.hier_block2):

@@ -21,9 +21,10 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .image_io import image_info, sent_image
+from ..image_io import sent_image
+from .pdu_utils import image_info
 from .pdu_utils import PduError, counting
-from .semantic_blocks import image_from_pdu
+from .pdu_utils import image_from_pdu
 
 _NO_QT = ("image_display needs PyQt5 (Debian: `sudo apt-get install python3-pyqt5`; it comes with "
           "GNU Radio's Qt GUI, gr-qtgui)")

@@ -5,7 +5,7 @@ import numpy as np
 import pmt
 
 from .pdu_utils import KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, KEY_SNR_DB, meta_set, pdu_block
-from .phy.channels import make_channel
+from ..phy.channels import make_channel
 
 
 class pdu_channel(pdu_block):

@@ -14,19 +14,26 @@ address is given), so no model runs on the scheduler thread.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
 from gnuradio import gr
 
-from .digital_rx import digital_rx
-from .digital_tx import digital_tx
-from .image_io import image_sink, image_source, list_images, load_image
-from .pdu_channel import pdu_channel
-from .pilots import equalizer, pilot_inserter
-from .semantic_blocks import frame_demapper, frame_mapper, semantic_decoder, semantic_encoder
-from .worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
+from ..blocks.digital_rx import digital_rx
+from ..blocks.digital_tx import digital_tx
+from ..blocks.image_sink import image_sink
+from ..blocks.image_source import image_source
+from ..image_io import list_images, load_image
+from ..blocks.pdu_channel import pdu_channel
+from ..blocks.equalizer import equalizer
+from ..blocks.pilot_inserter import pilot_inserter
+from ..blocks.return_link import return_link
+from ..blocks.frame_demapper import frame_demapper
+from ..blocks.frame_mapper import frame_mapper
+from ..blocks.semantic_decoder import semantic_decoder
+from ..blocks.semantic_encoder import semantic_encoder
+from ..worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
 RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
 
@@ -86,25 +93,27 @@ def check_images(path: str, convert: bool = False) -> List:
     return files
 
 
-def check_system(opts: "LinkOptions", timeout_s: Optional[float] = None) -> Dict:
+def check_system(opts: "FlowgraphOptions", timeout_s: Optional[float] = None) -> Dict:
     """Ask the worker (``opts.address``, or this process's local one) to load the
     system's models for the profile, so that a missing model is reported before a
     flowgraph starts.
 
     Returns:
-        dict: the worker's reply meta (``system``, ``profile``).
+        dict: the worker's reply meta (``system``, ``profile``, ``max_rounds``).
 
     Raises:
-        LinkInputError: unknown system, or models that cannot be loaded (the message
-            is the loader's: the model id, why, and how to provide a local copy), or
-            no worker.
+        LinkInputError: unknown system or a profile it does not have (before any
+            worker is asked), models that cannot be loaded (the message is the
+            loader's: the model id, why, and how to provide a local copy), or no worker.
     """
-    from .systems import system_names
-    from .worker.client import WorkerClient, WorkerError, WorkerUnavailable
-    from .worker_block import shared_local_worker
+    from .. import systems
+    from ..blocks.worker_block import shared_local_worker
+    from ..worker.client import WorkerClient, WorkerError, WorkerUnavailable
 
-    if opts.system not in system_names():
-        raise LinkInputError(f"unknown system {opts.system!r}; known: {', '.join(system_names())}")
+    try:
+        systems.check(opts.system, opts.profile)
+    except ValueError as e:
+        raise LinkInputError(str(e)) from None
     try:
         client = WorkerClient(opts.address or shared_local_worker(), profile=opts.profile,
                               timeout_ms=int(1000 * (timeout_s or opts.timeout_s)), retries=0)
@@ -119,7 +128,7 @@ def check_system(opts: "LinkOptions", timeout_s: Optional[float] = None) -> Dict
 
 
 @dataclass
-class LinkOptions:
+class FlowgraphOptions:
     """Options of :class:`SemanticLinkFlowgraph` (one set shared by the CLI and Python).
 
     Attributes mirror ``gensemcom link --help``.
@@ -141,6 +150,7 @@ class LinkOptions:
     seed: int = 0
     size: int = 0
     timeout_s: float = 300.0
+    return_snr_db: Optional[float] = None
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option."""
@@ -154,17 +164,24 @@ class LinkOptions:
             raise ValueError(f"code rate must be one of {', '.join(RATES)}, got {self.code_rate!r}")
         if not np.isfinite(self.snr_db):
             raise ValueError("SNR must be finite")
+        if self.return_snr_db is not None and not np.isfinite(self.return_snr_db):
+            raise ValueError("return-link SNR must be finite")
         list_images(self.images)
 
 
 class SemanticLinkFlowgraph(gr.top_block):
     """Images through a semantic system and the PHY blocks, in one flowgraph.
 
+    The decoder's ``feedback`` port goes back to the encoder's through a
+    :class:`return_link` (QPSK, rate 1/2, the forward channel type at
+    ``return_snr_db``), so systems that hold a conversation run their rounds here;
+    one-shot systems never use it.
+
     Args:
-        opts (LinkOptions): the link's options.
+        opts (FlowgraphOptions): the link's options.
     """
 
-    def __init__(self, opts: LinkOptions):
+    def __init__(self, opts: FlowgraphOptions):
         gr.top_block.__init__(self, "gensemcom semantic link")
         opts.validate()
         self.opts = opts
@@ -194,6 +211,10 @@ class SemanticLinkFlowgraph(gr.top_block):
                     + [self.achan] + ([equalizer(opts.estimator, "mmse", opts.coherence, n_p)] if fading else [])
                     + [(self.demapper, "analog")])
         self.msg_connect(self.demapper, "out", self.decoder, "in")
+        rsnr = opts.snr_db if opts.return_snr_db is None else opts.return_snr_db
+        self.back = return_link(rsnr, opts.channel, 4, "1/2", opts.coherence, opts.seed + 2)
+        self.msg_connect(self.decoder, "feedback", self.back, "in")
+        self.msg_connect(self.back, "out", self.encoder, "feedback")
         self.msg_connect(self.decoder, "out", self.sink, "in")
         self.pilots_per_block = n_p
 
@@ -215,8 +236,8 @@ class SemanticLinkFlowgraph(gr.top_block):
         self.encoder.set_snr_db(snr_db)
 
     def channel_uses(self, info: Dict) -> Dict[str, int]:
-        """Complex channel uses of one image (pilots included) from its metadata."""
-        from .phy.channels import PilotPattern
+        """Complex channel uses of one round of one image (pilots included) from its metadata."""
+        from ..phy.channels import PilotPattern
 
         d = self.dtx.link.n_symbols(int(info["digital_bytes"]))
         a = int(info["analog_symbols"])
@@ -224,6 +245,21 @@ class SemanticLinkFlowgraph(gr.top_block):
             p = PilotPattern(self.opts.coherence, self.pilots_per_block)
             d, a = p.n_tx(d), p.n_tx(a)
         return {"digital": int(d), "analog": int(a), "total": int(d + a)}
+
+    def exchange_uses(self, rounds: List[Dict]) -> Dict[str, int]:
+        """Channel uses of a whole exchange (the metadata of every round's image):
+        forward uses summed; with several rounds, ``feedback`` (return-link uses) and
+        ``rounds``."""
+        total = {"digital": 0, "analog": 0, "total": 0}
+        for info in rounds:
+            for k, v in self.channel_uses(info).items():
+                total[k] += v
+        if len(rounds) > 1:
+            total["feedback"] = sum(self.back.channel_uses(int(i.get("feedback_digital_bytes") or 0),
+                                                           int(i.get("feedback_analog_symbols") or 0))
+                                    for i in rounds if i.get("feedback_digital_bytes"))
+            total["rounds"] = len(rounds)
+        return total
 
     def blocks_counters(self) -> Dict[str, Dict]:
         """Counters of every block, keyed by name (paths and copies numbered)."""
@@ -234,11 +270,21 @@ class SemanticLinkFlowgraph(gr.top_block):
         out = {k: v.counters() for k, v in named.items()}
         for i, blk in enumerate(b for b in self._all if b not in named.values()):
             out[f"{blk.name()}_{i}"] = blk.counters()
+        out.update({f"return_{k}": v for k, v in self.back.counters().items()})
         return out
 
 
-#: what a transmitter may report about an image (TISC: caption, hybrid prompt, TI loss)
-TX_REPORT_KEYS = ("caption", "prompt", "word", "ti_steps", "ti_loss_first", "ti_loss_last")
+def exchanges(received) -> Dict[str, Dict]:
+    """An image sink's received images grouped by image: ``image_id`` -> ``rounds``
+    (the metadata of every round's image, in arrival order) and ``final`` ((metadata,
+    image) of the exchange's final image, once it has arrived)."""
+    out: Dict[str, Dict] = {}
+    for info, img in received:
+        e = out.setdefault(str(info.get("image_id")), {"rounds": []})
+        e["rounds"].append(info)
+        if info.get("final", True) is not False:
+            e["final"] = (info, img)
+    return out
 
 
 def stage_timings(info: Dict) -> Dict[str, float]:
@@ -249,9 +295,9 @@ def stage_timings(info: Dict) -> Dict[str, float]:
             if k.endswith("_ms") and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def run_link(opts: LinkOptions) -> Dict:
+def run_flowgraph(opts: FlowgraphOptions) -> Dict:
     """Run the flowgraph over every image and return a JSON-able report."""
-    from .eval.metrics import psnr
+    from ..eval.metrics import psnr
 
     files = list_images(opts.images)
     tb = SemanticLinkFlowgraph(opts)
@@ -260,10 +306,11 @@ def run_link(opts: LinkOptions) -> Dict:
     try:
         expected = len(files)
 
-        def settled():  # every image delivered or accounted as lost (each loss is counted once)
+        def settled():  # every image's exchange finished or accounted as lost (each loss is counted once)
             c = tb.blocks_counters()
             lost = sum(v["dropped"] + v.get("errors", 0) for v in c.values())
-            return c["image_sink"]["sent"] + lost >= expected
+            done = sum("final" in e for e in exchanges(tb.sink.received()).values())
+            return done + lost >= expected
 
         deadline = time.monotonic() + opts.timeout_s
         while not settled() and time.monotonic() < deadline:
@@ -273,20 +320,24 @@ def run_link(opts: LinkOptions) -> Dict:
         tb.wait()
     wall = time.perf_counter() - t0
     rows: List[Dict] = []
-    got = {str(info.get("image_id")): (info, img) for info, img in tb.sink.received()}
+    got = exchanges(tb.sink.received())
     for f in files:
-        row = {"image": f.stem, "received": f.stem in got}
-        if f.stem in got:
-            info, img = got[f.stem]
+        ex = got.get(f.stem, {})
+        row = {"image": f.stem, "received": "final" in ex}
+        if "final" in ex:
+            info, img = ex["final"]
             ref = load_image(f, opts.size)
+            uses = tb.exchange_uses(ex["rounds"])
             row.update({"psnr_db": round(float(psnr(ref, img)), 3) if ref.shape == img.shape else None,
-                        "shape": list(img.shape), "channel_uses": tb.channel_uses(info),
-                        "cbr": round(tb.channel_uses(info)["total"] / float(img.size), 6),
+                        "shape": list(img.shape), "channel_uses": uses,
+                        "cbr": round(uses["total"] / float(img.size), 6),
                         "crc_ok": info.get("crc_ok"),
                         "timings_ms": stage_timings(info)})
-            tx = {k: info[k] for k in TX_REPORT_KEYS if info.get(k) is not None}
-            if tx:
-                row["transmitter"] = tx
+            if len(ex["rounds"]) > 1:
+                row["rounds"] = [{"round": i.get("round"), "crc_ok": i.get("crc_ok"),
+                                  "channel_uses": tb.channel_uses(i)} for i in ex["rounds"]]
+            if isinstance(info.get("report"), dict) and info["report"]:
+                row["transmitter"] = {k: v for k, v in info["report"].items() if v is not None}
             if opts.out_dir:
                 row["output"] = f"{opts.out_dir.rstrip('/')}/{f.stem}.png"
         rows.append(row)
@@ -300,29 +351,29 @@ def run_link(opts: LinkOptions) -> Dict:
             "wall_s": round(wall, 3), "blocks": counters}
 
 
-def run_link_ota(opts: LinkOptions, cfo: float = 0.1, epsilon: float = 1.0001,
+def run_flowgraph_ota(opts: FlowgraphOptions, cfo: float = 0.1, epsilon: float = 1.0001,
                  taps=(1.0, 0.5, 0.3)) -> Dict:
     """Every image through its system and the over-the-air burst PHY (``ota_tx`` ->
     ``channels.channel_model`` with noise, CFO, timing drift and multipath -> ``ota_rx``),
     a real flowgraph per run. The system runs in this process (no worker).
 
     Args:
-        opts (LinkOptions): the link's options (channel/estimator are ignored: the
+        opts (FlowgraphOptions): the link's options (channel/estimator are ignored: the
             impairments are the channel model's).
         cfo (float): carrier frequency offset in OFDM subcarrier spacings.
         epsilon (float): sample-rate ratio of the channel model (timing drift).
         taps (sequence): multipath taps.
     """
-    from .eval.metrics import psnr
-    from .ota.link import run_ota_sim
-    from .systems import make_system
-    from .systems.link import FrameLink, LinkConfig
-    from .image_io import save_image
+    from ..eval.metrics import psnr
+    from .ota_sim import run_ota_sim
+    from ..systems import build
+    from ..link import FrameLink, PhyConfig
+    from ..image_io import save_image
 
     opts.validate()
     files = list_images(opts.images)
-    system = make_system(opts.system, profile=opts.profile)
-    link = FrameLink(LinkConfig(modulation=opts.modulation, rate=opts.code_rate))
+    system = build(opts.system, opts.profile)
+    link = FrameLink(PhyConfig(modulation=opts.modulation, rate=opts.code_rate))
     ctx = link.context(opts.snr_db, opts.budget_symbols or None)
     rows, t0 = [], time.perf_counter()
     for f in files:
