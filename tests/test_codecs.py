@@ -4,8 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gensemcom.codecs import (CodecError, pack_ids, pack_label_map, pack_text, unpack_ids, unpack_label_map,
-                              unpack_text)
+from gensemcom.codecs import CodecError, pack_ids, pack_label_map, pack_text, unpack_ids, unpack_label_map, unpack_text
 
 
 def test_ids_round_trip_and_width():

@@ -234,11 +234,11 @@ def test_row_refine_through_a_flowgraph_with_a_return_path(tmp_path, worker):
 @pytest.mark.parametrize("channel", ["awgn", "rayleigh"])
 def test_return_link_block_carries_a_frame(channel):
     pmt = pytest.importorskip("pmt")
+    from conftest import wait_for
     from gnuradio import blocks, gr
 
     from gensemcom.blocks import return_link
     from gensemcom.frame import frame_from_pmt, frame_to_pmt
-    from conftest import wait_for
 
     tb = gr.top_block()
     back = return_link(snr_db=20.0, channel=channel, seed=1)

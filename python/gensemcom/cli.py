@@ -317,8 +317,9 @@ def run_link_cmd(args) -> int:
                 print(f"  {r['image']}: LOST (see the block counters in the JSON report)")
                 continue
             cu = r["channel_uses"]
+            fb = f", {cu['rounds']} rounds, {cu['feedback']} on the return link" if "rounds" in cu else ""
             print(f"  {r['image']}: PSNR {r['psnr_db']} dB, channel uses {cu['total']} (digital {cu['digital']}, "
-                  f"analog {cu['analog']}), CBR {r.get('cbr', '-')}, crc_ok {r['crc_ok']}, {r.get('timings_ms')}")
+                  f"analog {cu['analog']}{fb}), CBR {r.get('cbr', '-')}, crc_ok {r['crc_ok']}, {r.get('timings_ms')}")
         print(f"wall {report['wall_s']} s" + (f"; files in {args.out}" if args.out else ""))
     return 0 if all(r["received"] for r in report["images"]) else 1
 

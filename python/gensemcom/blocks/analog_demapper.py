@@ -1,8 +1,8 @@
 """GNU Radio block: analog demapper (complex symbols -> real vector, de-normalised)."""
 import numpy as np
 
-from .pdu_utils import KEY_ANALOG_SCALE, PduError, meta_get, pdu_block
 from ..phy.analog import analog_demap
+from .pdu_utils import KEY_ANALOG_SCALE, PduError, meta_get, pdu_block
 
 
 class analog_demapper(pdu_block):

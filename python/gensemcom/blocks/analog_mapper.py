@@ -1,7 +1,7 @@
 """GNU Radio block: analog mapper (real vector -> unit-power complex symbols)."""
 
-from .pdu_utils import KEY_ANALOG_SCALE, PduError, meta_set, pdu_block
 from ..phy.analog import analog_map
+from .pdu_utils import KEY_ANALOG_SCALE, PduError, meta_set, pdu_block
 
 
 class analog_mapper(pdu_block):

@@ -1,8 +1,7 @@
 """GNU Radio block: burst framer (symbols PDU -> preamble + symbols burst PDU)."""
 
-from .pdu_utils import pdu_block
 from ..phy.burst import BurstFormat
-
+from .pdu_utils import pdu_block
 
 LENGTH_TAG = "packet_len"
 

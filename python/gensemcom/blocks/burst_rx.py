@@ -3,9 +3,9 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
+from ..phy.burst import BurstFormat
 from .burst_framer import LENGTH_TAG
 from .pdu_utils import KEY_NOISE_VAR, counting, make_pdu, meta_set
-from ..phy.burst import BurstFormat
 
 
 class burst_rx(counting, gr.sync_block):

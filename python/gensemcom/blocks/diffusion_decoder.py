@@ -1,8 +1,6 @@
 """GNU Radio block: the design's diffusion decoder (the semantic decoder under that name)."""
 from __future__ import annotations
 
-
-
 from .semantic_decoder import semantic_decoder
 
 

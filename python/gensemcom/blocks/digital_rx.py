@@ -1,9 +1,9 @@
 """GNU Radio block: digital receiver (QAM symbols -> LLRs -> LDPC -> CRC-32 -> bytes)."""
 import numpy as np
 
-from .pdu_utils import (KEY_CRC_OK, KEY_CSI, KEY_EQUALIZED, KEY_FAILED_BLOCKS, KEY_N_BLOCKS,
-                        KEY_NOISE_VAR, PduError, meta_del, meta_get, meta_set, pdu_block)
 from ..phy.digital import DigitalLink, estimate_noise_var
+from .pdu_utils import (KEY_CRC_OK, KEY_CSI, KEY_EQUALIZED, KEY_FAILED_BLOCKS, KEY_N_BLOCKS, KEY_NOISE_VAR, PduError,
+                        meta_del, meta_get, meta_set, pdu_block)
 
 
 class digital_rx(pdu_block):

@@ -1,7 +1,7 @@
 """GNU Radio block: digital transmitter (bytes -> CRC-32 / LDPC / M-QAM symbols)."""
 
-from .pdu_utils import KEY_N_BLOCKS, PduError, meta_set, pdu_block
 from ..phy.digital import DigitalLink
+from .pdu_utils import KEY_N_BLOCKS, PduError, meta_set, pdu_block
 
 
 class digital_tx(pdu_block):

@@ -1,10 +1,8 @@
 """GNU Radio block: channel equalisation (perfect CSI, pilot LS, pilot LMMSE)."""
 import numpy as np
 
-from .pdu_utils import (KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, PduError, meta_del, meta_get,
-                        meta_set, pdu_block)
 from ..phy.channels import PilotPattern, equalize
-
+from .pdu_utils import KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, PduError, meta_del, meta_get, meta_set, pdu_block
 
 _ESTIMATORS = ("perfect", "ls", "lmmse", "none")
 

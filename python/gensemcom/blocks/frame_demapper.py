@@ -8,8 +8,8 @@ import pmt
 from gnuradio import gr
 
 from ..frame import FrameError, frame_to_pmt, from_air
-from .pdu_utils import KEY_CRC_OK, PduError, counting, meta_get, parse_pdu, frame_meta
 from .frame_mapper import KEY_FRAME_SEQ
+from .pdu_utils import KEY_CRC_OK, PduError, counting, frame_meta, meta_get, parse_pdu
 
 
 class frame_demapper(counting, gr.basic_block):

@@ -1,14 +1,12 @@
 """GNU Radio block: frame mapper (SemanticFrame -> digital PDU + analog symbols PDU)."""
 from __future__ import annotations
 
-
 import numpy as np
 import pmt
 from gnuradio import gr
 
 from ..frame import FrameError, frame_from_pmt, to_air
-from .pdu_utils import (counting, make_pdu, meta_set)
-
+from .pdu_utils import counting, make_pdu, meta_set
 
 KEY_FRAME_SEQ = "frame_seq"
 

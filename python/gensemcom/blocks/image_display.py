@@ -22,9 +22,7 @@ import pmt
 from gnuradio import gr
 
 from ..image_io import sent_image
-from .pdu_utils import image_info
-from .pdu_utils import PduError, counting
-from .pdu_utils import image_from_pdu
+from .pdu_utils import counting, receive_image
 
 _NO_QT = ("image_display needs PyQt5 (Debian: `sudo apt-get install python3-pyqt5`; it comes with "
           "GNU Radio's Qt GUI, gr-qtgui)")
@@ -206,13 +204,10 @@ class image_display(counting, gr.basic_block):
         return c
 
     def _handle(self, msg):
-        self._count("n_in")
-        try:
-            meta, img = image_from_pdu(msg)
-        except PduError as e:
-            self.drop("bad input", str(e))
+        got = receive_image(self, msg)
+        if got is None:
             return
-        info = image_info(meta)
+        _, img, info = got
         ref = None
         if self.side_by_side:
             try:

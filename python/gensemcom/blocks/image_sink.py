@@ -9,9 +9,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from ..image_io import save_image
-from ..image_io import sent_image
-from .pdu_utils import image_info, PduError, counting, image_from_pdu
+from ..image_io import save_image, sent_image
+from .pdu_utils import counting, receive_image
 
 
 class image_sink(counting, gr.basic_block):
@@ -55,13 +54,10 @@ class image_sink(counting, gr.basic_block):
         return True
 
     def _handle(self, msg):
-        self._count("n_in")
-        try:
-            meta, img = image_from_pdu(msg)
-        except PduError as e:
-            self.drop("bad input", str(e))
+        got = receive_image(self, msg)
+        if got is None:
             return
-        info = image_info(meta)
+        _, img, info = got
         if self.out_dir:
             try:
                 name = str(info.get("image_id", f"image{self.n_out}"))

@@ -12,8 +12,8 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 import pmt
 
-from .pdu_utils import PduError
 from ..worker.client import WorkerError
+from .pdu_utils import PduError
 from .worker_block import worker_block
 
 # uniform vector PMT type -> (elements getter, numpy dtype), for the dtypes the wire format carries

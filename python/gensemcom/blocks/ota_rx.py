@@ -13,16 +13,13 @@ import pmt
 from gnuradio import analog, blocks, digital, gr
 
 from ..frame import FrameError, frame_to_pmt, from_air, lost_frame
-from .pdu_utils import (KEY_CRC_OK, KEY_FAILED_BLOCKS, KEY_N_BLOCKS, KEY_SNR_DB, counting, make_pdu, meta_get,
-                         meta_set, parse_pdu)
+from ..ota.phy import FRAME_LEN_TAG, HEADER_SYMS, N_SYNC, ChannelEstimate, Header, OfdmReceiverCore, OtaError, OtaParams
 from ..phy.analog import analog_demap
 from ..phy.digital import DigitalLink
-from ..ota.phy import (FRAME_LEN_TAG, HEADER_SYMS, N_SYNC, Header, OfdmReceiverCore, OtaError, OtaParams, ChannelEstimate)
-
-from .ota_tx import (KEY_ANALOG, KEY_SEQ, OtaStats, _K_CHAN, _K_DELAY, _K_DOF, _K_FRAME_LEN, _K_HDR, _K_N0, _modulation_bits)
-
-
-
+from .ota_tx import (_K_CHAN, _K_DELAY, _K_DOF, _K_FRAME_LEN, _K_HDR, _K_N0, KEY_ANALOG, KEY_SEQ, OtaStats,
+                     _modulation_bits)
+from .pdu_utils import (KEY_CRC_OK, KEY_FAILED_BLOCKS, KEY_N_BLOCKS, KEY_SNR_DB, counting, make_pdu, meta_get, meta_set,
+                        parse_pdu)
 
 # ====================================================================== receiver
 HEADER_PAD = 96  # samples the demux adds before and after the header: the fine-timing search range

@@ -34,10 +34,10 @@ import pmt
 from gnuradio import digital, fft, gr, pdu
 
 from ..frame import FrameError, frame_from_pmt, to_air
-from .pdu_utils import (PduError, counting, make_pdu, meta_get, meta_set, parse_pdu)
+from ..ota.phy import FRAME_LEN_TAG, HEADER_SYMS, LENGTH_TAG, N_SYNC, Header, OtaError, OtaParams, frame_data_symbols
 from ..phy.analog import analog_map
 from ..phy.digital import DigitalLink
-from ..ota.phy import (FRAME_LEN_TAG, HEADER_SYMS, LENGTH_TAG, N_SYNC, Header, OtaError, OtaParams, frame_data_symbols)
+from .pdu_utils import PduError, counting, make_pdu, meta_get, meta_set, parse_pdu
 
 KEY_ANALOG = "analog"
 KEY_SEQ = "seq"

@@ -4,8 +4,8 @@ import threading
 import numpy as np
 import pmt
 
-from .pdu_utils import KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, KEY_SNR_DB, meta_set, pdu_block
 from ..phy.channels import make_channel
+from .pdu_utils import KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, KEY_SNR_DB, meta_set, pdu_block
 
 
 class pdu_channel(pdu_block):

@@ -244,3 +244,16 @@ def image_info(meta) -> dict:
 def frame_meta(meta) -> dict:
     """A PDU's metadata as a frame's plain meta: :func:`image_info` less the image ``shape``."""
     return {k: v for k, v in image_info(meta).items() if k != KEY_SHAPE}
+
+
+def receive_image(block: "counting", msg):
+    """An image block's first step: count the message, parse the image PDU, and on bad
+    input log, drop and count it. Returns (metadata PMT, image, plain metadata dict) or
+    None when the message was dropped."""
+    block._count("n_in")
+    try:
+        meta, img = image_from_pdu(msg)
+    except PduError as e:
+        block.drop("bad input", str(e))
+        return None
+    return meta, img, image_info(meta)

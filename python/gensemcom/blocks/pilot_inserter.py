@@ -1,7 +1,7 @@
 """GNU Radio block: pilot insertion (known pilots at the start of every block of symbols)."""
 
-from .pdu_utils import pdu_block
 from ..phy.channels import PilotPattern
+from .pdu_utils import pdu_block
 
 
 class pilot_inserter(pdu_block):

@@ -19,8 +19,8 @@ import numpy as np
 import pmt
 from gnuradio import gr
 
-from .pdu_utils import PduError, counting
 from ..worker.client import LocalWorker, WorkerClient, WorkerError, WorkerUnavailable
+from .pdu_utils import PduError, counting
 
 _STOP = object()
 _LOCAL_LOCK = threading.Lock()

@@ -104,8 +104,8 @@ class OtaSim:
     def _message(self, item: FrameLike, delay: int):
         import pmt
 
-        from ..frame import frame_to_pmt
         from ..blocks.pdu_utils import make_pdu, meta_set
+        from ..frame import frame_to_pmt
 
         if isinstance(item, SemanticFrame):
             f = SemanticFrame(item.system, item.digital, item.analog, item.header, dict(item.meta, ota_delay=delay))
@@ -135,8 +135,8 @@ class OtaSim:
         """
         import pmt
 
-        from ..frame import frame_from_pmt
         from ..blocks.pdu_utils import meta_get
+        from ..frame import frame_from_pmt
 
         n = len(items)
         seq0 = self.tx.framer.seq

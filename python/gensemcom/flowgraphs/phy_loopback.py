@@ -18,11 +18,11 @@ from ..blocks.analog_demapper import analog_demapper
 from ..blocks.analog_mapper import analog_mapper
 from ..blocks.digital_rx import digital_rx
 from ..blocks.digital_tx import digital_tx
+from ..blocks.equalizer import connect_through_channel
 from ..blocks.pdu_channel import pdu_channel
 from ..blocks.pdu_utils import KEY_CRC_OK, make_pdu, meta_get, meta_set
 from ..link import FrameLink
 from ..phy.channels import noise_var
-from ..blocks.equalizer import connect_through_channel
 
 
 def wait_for(sink: "blocks.message_debug", n: int, timeout: float = 60.0) -> bool:

@@ -22,17 +22,17 @@ from gnuradio import gr
 
 from ..blocks.digital_rx import digital_rx
 from ..blocks.digital_tx import digital_tx
-from ..blocks.image_sink import image_sink
-from ..blocks.image_source import image_source
-from ..image_io import list_images, load_image
-from ..blocks.pdu_channel import pdu_channel
 from ..blocks.equalizer import equalizer
-from ..blocks.pilot_inserter import pilot_inserter
-from ..blocks.return_link import return_link
 from ..blocks.frame_demapper import frame_demapper
 from ..blocks.frame_mapper import frame_mapper
+from ..blocks.image_sink import image_sink
+from ..blocks.image_source import image_source
+from ..blocks.pdu_channel import pdu_channel
+from ..blocks.pilot_inserter import pilot_inserter
+from ..blocks.return_link import return_link
 from ..blocks.semantic_decoder import semantic_decoder
 from ..blocks.semantic_encoder import semantic_encoder
+from ..image_io import list_images, load_image
 from ..worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
 RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
@@ -365,10 +365,10 @@ def run_flowgraph_ota(opts: FlowgraphOptions, cfo: float = 0.1, epsilon: float =
         taps (sequence): multipath taps.
     """
     from ..eval.metrics import psnr
-    from .ota_sim import run_ota_sim
-    from ..systems import build
-    from ..link import FrameLink, PhyConfig
     from ..image_io import save_image
+    from ..link import FrameLink, PhyConfig
+    from ..systems import build
+    from .ota_sim import run_ota_sim
 
     opts.validate()
     files = list_images(opts.images)

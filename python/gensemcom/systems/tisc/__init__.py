@@ -77,7 +77,8 @@ sent size). 512 analog values = 256 complex channel uses. It runs offline on a C
 in seconds; it is not a diffusion model and its images are blurry thumbnails.
 """
 from ...phy.channels import sigma_from_snr  # noqa: F401  (the robust loss's noise, for callers)
-from .common import ON_CRC_FAIL, PLACEHOLDER, SPECIAL_TOKENS, STOPWORDS, TISC_OPTIONS, TISCBase, select_token  # noqa: F401
+from .common import (ON_CRC_FAIL, PLACEHOLDER, SPECIAL_TOKENS, STOPWORDS, TISC_OPTIONS, TISCBase,  # noqa: F401
+                     select_token)
 from .embedded import EMBEDDED_DEFAULTS, TISCEmbedded  # noqa: F401
 from .full import (PROFILES, TISCFull, _encode_with_grad, _train_scheduler, add_placeholder, hf_lock,  # noqa: F401
                    image_latents, inject_embedding, sd_token_attention, textual_inversion, words_of)
