@@ -15,7 +15,9 @@ VENV        ?= .venv
 BUILD       ?= build
 PYTEST_ARGS ?=
 
-APT_PACKAGES := gnuradio gnuradio-dev cmake g++ python3-venv python3-dev python3-msgpack python3-tqdm
+# gir1.2-gtk-3.0: GNU Radio Companion's GTK (Debian's gnuradio does not pull it); xvfb, xauth: GRC started headless in tests
+APT_PACKAGES := gnuradio gnuradio-dev cmake g++ python3-venv python3-dev python3-msgpack python3-tqdm \
+                gir1.2-gtk-3.0 xvfb xauth
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 VPY  := $(VENV)/bin/python
 PIP  := $(VPY) -m pip --disable-pip-version-check -q
@@ -53,8 +55,8 @@ $(STAMP)/venv: pyproject.toml constraints.txt | deps $(STAMP)
 
 venv: deps $(STAMP)/venv
 
-$(BUILD)/CMakeCache.txt: CMakeLists.txt | deps $(STAMP)
-	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+$(BUILD)/CMakeCache.txt: CMakeLists.txt cmake/gensemcom_install.py.in | deps $(STAMP)
+	cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) -DGENSEMCOM_WORKER_PYTHON=$(abspath $(VPY)) >/dev/null
 
 build: venv $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) >/dev/null

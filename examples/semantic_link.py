@@ -58,12 +58,14 @@ class semantic_link(gr.top_block):
             code_rate=code_rate_value,
             budget_symbols=0,
             address='',
-            timeout_ms=60000)
+            timeout_ms=60000,
+            curve_keys='')
         self.semantic_decoder = gensemcom.semantic_decoder(
             system=system,
             profile=profile,
             address='',
-            timeout_ms=60000)
+            timeout_ms=60000,
+            curve_keys='')
         self.return_link = gensemcom.return_link(
             snr_db=snr_db,
             channel=channel,

@@ -34,7 +34,6 @@ from gnuradio.eng_arg import eng_float, intx
 from gnuradio import eng_notation
 from gnuradio.qtgui import Range, RangeWidget
 from PyQt5 import QtCore
-import os, sys
 
 
 
@@ -90,7 +89,7 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
         self.snr = snr = snr_db
         self.seed = seed = 0
         self.modulation = modulation = 16
-        self.image_path = image_path = image or os.path.join(os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[0])), "data", "astronaut.jpg")
+        self.image_path = image_path = image or gensemcom.sample_image()
         self.estimator = estimator = "perfect" if channel == "rayleigh" else "none"
         self.code_rate_value = code_rate_value = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}[code_rate]
 
@@ -109,7 +108,8 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             code_rate=code_rate_value,
             budget_symbols=0,
             address=address,
-            timeout_ms=600000)
+            timeout_ms=600000,
+            curve_keys='')
         self.image_source = gensemcom.image_source(
             path=image_path,
             period_s=1.0,
@@ -156,7 +156,8 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             system='tisc',
             profile=profile,
             address=address,
-            timeout_ms=600000)
+            timeout_ms=600000,
+            curve_keys='')
         self.analog_equalizer = gensemcom.equalizer(
             estimator=estimator,
             method='mmse',
@@ -214,7 +215,7 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
 
     def set_image(self, image):
         self.image = image
-        self.set_image_path(self.image or os.path.join(os.path.dirname(os.path.abspath(globals().get("__file__") or sys.argv[0])), "data", "astronaut.jpg"))
+        self.set_image_path(self.image or gensemcom.sample_image())
 
     def get_out_dir(self):
         return self.out_dir

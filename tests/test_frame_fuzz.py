@@ -81,3 +81,14 @@ def test_a_valid_frame_survives_the_pmt_form():
     g = frame_from_pmt(frame_to_pmt(f))
     assert g == f and isinstance(pmt.to_python(frame_to_pmt(f)), dict)
     assert to_air(g).digital == to_air(f).digital
+
+
+def test_pmt_frame_with_u64_meta_is_kept_and_a_non_map_header_refused():
+    pmt = pytest.importorskip("pmt")
+    from gensemcom.frame import frame_to_pmt
+
+    d = frame_to_pmt(SemanticFrame("x", b"a", None, {}, {"k": 1}))
+    meta = pmt.dict_add(pmt.make_dict(), pmt.intern("ids"), pmt.init_u64vector(3, [1, 2, 3]))
+    assert frame_from_pmt(pmt.dict_add(d, pmt.intern("meta"), meta)).meta == {"ids": [1, 2, 3]}
+    with pytest.raises(FrameError, match="map"):  # msgpack of a bare integer: never a silent non-dict header
+        frame_from_pmt(pmt.dict_add(d, pmt.intern("header"), pmt.init_u8vector(1, [5])))

@@ -19,12 +19,14 @@ import inspect
 import os
 import re
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 
 yaml = pytest.importorskip("yaml")
 
@@ -376,3 +378,66 @@ def test_block_loads_in_grc_and_make_builds_it(path, grc_platform, tmp_path, mon
     for port in data.get("outputs", []):
         if port.get("domain") == "message":
             assert port["id"] in outs, f"{name} has no message output {port['id']!r} (has {sorted(outs)})"
+
+
+@pytest.fixture
+def xdisplay():
+    """A virtual X display (Xvfb) of our own, ended with the test."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed")
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-screen", "0", "1280x1024x24", "-nolisten", "tcp"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        yield ":" + xvfb.stdout.readline().decode().strip()
+    finally:
+        xvfb.kill()
+        xvfb.wait()
+
+
+@pytest.mark.skipif(shutil.which("gnuradio-companion") is None, reason="gnuradio-companion is not installed")
+def test_gnuradio_companion_starts_headless_and_loads_every_example(tmp_path, xdisplay):
+    """GRC itself, on a virtual display, opening every example (the installed blocks):
+    it starts (its GTK is installed by make), loads each file and reports no error."""
+    files = [f for f in EXAMPLES if not any(
+        i.startswith(HARDWARE_PREFIXES) and not (STOCK_BLOCKS / f"{i}.block.yml").is_file()
+        for i in {b["id"] for b in _load(f).get("blocks", [])})]
+    env = dict(os.environ, HOME=str(tmp_path), DISPLAY=xdisplay)  # a fresh GRC config
+    env.pop("GRC_BLOCKS_PATH", None)
+    log_path = tmp_path / "grc.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(["gnuradio-companion", *map(str, files)], stdout=log, stderr=subprocess.STDOUT,
+                                env=env, cwd=tmp_path)
+        try:
+            wait_until(lambda: log_path.read_text().count(">>> Done") >= len(files) or proc.poll() is not None, 60)
+            time.sleep(1.0)
+        finally:
+            proc.kill()
+            proc.wait()
+    text = log_path.read_text(errors="replace")
+    assert "Welcome to GNU Radio Companion" in text, text[-3000:]
+    for f in files:
+        assert f'Loading: "{f}"' in text, (f.name, text[-3000:])
+    assert text.count(">>> Done") >= len(files), text[-3000:]
+    for bad in ("Traceback", "Error", "rror:", "invalid"):
+        assert bad not in text, text[-3000:]
+
+
+@pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed")
+def test_example_blocks_do_not_overlap(tmp_path, xdisplay):
+    """No block of an example hides another (or its ports): the rectangles are GRC's own,
+    measured by its canvas code on a virtual display (tests/tools/grc_block_rects.py)."""
+    import json
+
+    tool = Path(__file__).parent / "tools" / "grc_block_rects.py"
+    r = subprocess.run(["/usr/bin/python3", str(tool), *map(str, EXAMPLES)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=dict(os.environ, HOME=str(tmp_path), DISPLAY=xdisplay))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rects = json.loads(r.stdout.strip().splitlines()[-1])
+    gap = 16  # ports stick out of a block's side
+    bad = []
+    for path, rs in rects.items():
+        for i, a in enumerate(rs):
+            for b in rs[i + 1:]:
+                if a[1] < b[1] + b[3] + gap and b[1] < a[1] + a[3] + gap and a[2] < b[2] + b[4] and b[2] < a[2] + a[4]:
+                    bad.append(f"{Path(path).name}: {a[0]} and {b[0]}")
+    assert not bad, bad

@@ -5,11 +5,17 @@ import subprocess
 import sys
 import threading
 
+import time
+
+import msgpack
 import numpy as np
 import pytest
+import zmq
 
+from gensemcom.worker import wire
 from gensemcom.worker.broker import Broker
 from gensemcom.worker.client import WorkerClient, WorkerError, WorkerUnavailable
+from gensemcom.worker.registry import METHODS
 from gensemcom.worker.security import keygen
 from gensemcom.worker.server import WorkerServer
 from conftest import wait_for  # noqa: E402
@@ -94,7 +100,8 @@ def test_killed_worker_requests_go_to_the_other(broker, spawn):
         threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
         for t in threads:
             t.start()
-        wait_for(lambda: by_pid(broker, victim.pid)["outstanding"] >= 1, what="requests on the victim")
+        # more than one: a request alone on a lost worker is never re-sent (it may be what killed it)
+        wait_for(lambda: by_pid(broker, victim.pid)["outstanding"] >= 2, what="requests on the victim")
         os.kill(victim.pid, signal.SIGKILL)
         for t in threads:
             t.join(60)
@@ -162,3 +169,103 @@ def test_worker_reconnects_after_broker_restart():
         worker.stop()
         if second is not None:
             second.stop()
+
+
+# ------------------------------------------------------------------ poison requests
+def _in_process_workers(broker, names, registry=None):
+    workers = [WorkerServer(connect_broker=broker.backend_endpoint, heartbeat_ms=HB_MS, device="cpu",
+                            registry=registry, name=name).start() for name in names]
+    wait_for(lambda: set(names) <= set(worker_names(broker)), what=f"workers {names} to join")
+    return workers
+
+
+def test_poison_meta_does_not_take_down_the_pool(broker):
+    workers = _in_process_workers(broker, ["w0", "w1"])
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(broker.frontend_endpoint)
+    try:
+        poison = [msgpack.packb({"v": 1, "id": 9, "k": "req", "m": "tiny_encode", "p": "", "meta": {"a": 1, b"b": 2},
+                                 "a": [["image", "float32", [1, 3, 4, 4]]]}, use_bin_type=True), bytes(192)]
+        sock.send_multipart(poison)
+        assert sock.poll(10000), "the pool went silent"
+        reply = wire.decode(sock.recv_multipart())
+        assert (reply.kind, reply.code, reply.request_id) == ("err", "bad_meta", 9)
+        st = broker.status()
+        assert sorted(worker_names(broker)) == ["w0", "w1"] and "workers_lost" not in st["requests"]
+        assert sum(w["dispatched"] for w in st["workers"]) == 1  # an error reply is forwarded, never retried
+        with WorkerClient(broker.frontend_endpoint, timeout_ms=5000, retries=0) as c:
+            for _ in range(4):
+                assert c.call("echo", {"x": np.arange(2)})["x"].tolist() == [0, 1]
+        assert [w["answered"] for w in broker.status()["workers"]] in ([2, 3], [3, 2])
+    finally:
+        sock.close(0)
+        for w in workers:
+            w.stop()
+
+
+@pytest.fixture
+def wedging_registry():
+    """A registry whose inline ``hang`` blocks the worker's I/O thread (no heartbeats) for 1.5 s."""
+    reg = METHODS.copy()
+    calls = []
+
+    @reg.register("hang", inline=True)
+    def hang(ctx, arrays):
+        calls.append(ctx.server.name)
+        time.sleep(1.5)
+        return arrays
+
+    return reg, calls
+
+
+def test_request_that_wedges_a_worker_is_answered_not_resent(broker, wedging_registry):
+    reg, calls = wedging_registry
+    workers = _in_process_workers(broker, ["w0", "w1"], reg)
+    try:
+        with WorkerClient(broker.frontend_endpoint, timeout_ms=10000, retries=0) as c:
+            t0 = time.monotonic()
+            with pytest.raises(WorkerError) as err:
+                c.call("hang", {"x": np.zeros(1)})
+            assert len(calls) == 1  # the second worker never saw it
+            assert err.value.code == "worker_lost" and "not re-sent" in err.value.message
+            assert time.monotonic() - t0 < 1.5  # answered once the worker went silent, not when it woke
+            wait_for(lambda: len(worker_names(broker)) == 2, what="the wedged worker to come back")
+            for _ in range(4):
+                assert c.call("echo", {"x": np.arange(2)})["x"].tolist() == [0, 1]
+        st = broker.status()["requests"]
+        assert st["workers_lost"] == 1 and st["error:worker_lost"] == 1 and "redispatched" not in st
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def test_suspects_run_alone_so_innocents_survive_a_poison(broker, wedging_registry):
+    reg, calls = wedging_registry
+    (first,) = _in_process_workers(broker, ["w0"], reg)
+    others = []
+    results, errors = {}, {}
+
+    def call(key, method, **kw):
+        try:
+            with WorkerClient(broker.frontend_endpoint, timeout_ms=15000, retries=0) as c:
+                results[key] = c.call(method, {"x": np.arange(3)}, **kw)["x"].tolist()
+        except WorkerError as exc:
+            errors[key] = exc.code
+
+    threads = [threading.Thread(target=call, args=("innocent", "wait"), kwargs={"meta": {"delay_ms": 200}})]
+    threads[0].start()
+    wait_for(lambda: broker.status()["workers"][0]["outstanding"] == 1, what="the innocent request on w0")
+    threads.append(threading.Thread(target=call, args=("poison", "hang")))
+    threads[1].start()
+    wait_for(lambda: broker.status()["workers"][0]["outstanding"] == 2, what="both requests on w0")
+    try:
+        others = _in_process_workers(broker, ["w1"], reg)  # w1 joins; w0 is about to be lost with both
+        for t in threads:
+            t.join(30)
+        assert results == {"innocent": [0, 1, 2]} and errors == {"poison": "worker_lost"}
+        assert len(calls) == 2  # lost with w0 beside the innocent, then convicted alone on one more worker
+        assert broker.status()["requests"]["redispatched"] == 2
+    finally:
+        for w in [first] + others:
+            w.stop()

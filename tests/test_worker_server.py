@@ -125,6 +125,10 @@ MALFORMED = {
     "method shape check": ([_hdr(m="tiny_encode", a=[["image", "float32", [1, 2, 4, 4]]]), bytes(128)], "bad_shape"),
     "method array names": ([_hdr(m="tiny_decode", a=[["x", "float32", [1, 4, 1, 1]]]), bytes(16)], "bad_arrays"),
     "bad meta": ([_hdr(m="wait", a=[], meta={"delay_ms": 10**9})], "bad_meta"),
+    # these two once killed the I/O thread (the process kept its port and never answered again)
+    "meta keys str and bytes": ([_hdr(m="tiny_encode", a=[["image", "float32", [1, 3, 4, 4]]],
+                                      meta={"a": 1, b"b": 2}), bytes(192)], "bad_meta"),
+    "empty array, absurd dims": ([_hdr(a=[["x", "float64", [0, 2**39, 2**39]]]), b""], "bad_shape"),
 }
 
 
@@ -335,3 +339,193 @@ def test_cli_hooks_integrate_with_another_parser():
     args = parser.parse_args(["broker", "--backend", "tcp://127.0.0.1:2"])
     assert (args.worker_mode, args.backend, args.func) == ("broker", "tcp://127.0.0.1:2", cli.run)
     assert cli.run(parser.parse_args(["worker", "--bind", "tcp://*:0"])) == 1  # refused without CURVE
+
+
+# ------------------------------------------------------------------ hostile input and faults
+def test_meta_with_bytes_keys_cannot_silence_the_worker(make_server):
+    srv = make_server()
+    poison = [msgpack.packb({"v": 1, "id": 5, "k": "req", "m": "tiny_encode", "p": "", "meta": {"a": 1, b"b": 2},
+                             "a": [["image", "float32", [1, 3, 4, 4]]]}, use_bin_type=True), bytes(192)]
+    for _ in range(3):
+        reply = _raw(srv, poison)
+        assert (reply.kind, reply.code, reply.request_id) == ("err", "bad_meta", 5)
+    with WorkerClient(srv.endpoint, timeout_ms=5000, retries=0) as c:
+        assert c.ping(2000)
+        assert c.call("echo", {"x": np.arange(3)})["x"].tolist() == [0, 1, 2]
+        assert c.status()["requests"]["error:bad_meta"] == 3
+
+
+def test_unforeseen_exception_on_the_request_path_is_answered(make_server, monkeypatch):
+    from gensemcom.worker import server as server_mod
+
+    def broken_batch_key(msg, profile):
+        raise TypeError("a bug on the request path")
+
+    monkeypatch.setattr(server_mod, "batch_key", broken_batch_key)
+    srv = make_server()
+    with WorkerClient(srv.endpoint, timeout_ms=5000, retries=0) as c:
+        for _ in range(2):
+            with pytest.raises(WorkerError) as err:
+                c.call("tiny_encode", {"image": np.zeros((1, 3, 4, 4), np.float32)})
+            assert err.value.code == "internal_error" and "TypeError: a bug on the request path" in err.value.message
+        assert c.call("echo", {"x": np.ones(2)})["x"].sum() == 2  # the I/O thread still serves
+        assert c.status()["requests"]["error:internal_error"] == 2
+
+
+def test_compute_loop_survives_a_failure_outside_the_handler(make_server, monkeypatch):
+    from gensemcom.worker import server as server_mod
+
+    def lost_device(device):
+        raise RuntimeError("CUDA device lost")
+
+    srv = make_server()
+    monkeypatch.setattr(server_mod, "resolve_device", lost_device)
+    with WorkerClient(srv.endpoint, timeout_ms=5000, retries=0) as c:
+        with pytest.raises(WorkerError) as err:
+            c.call("wait", {"x": np.ones(2)}, meta={"delay_ms": 0})
+        assert "CUDA device lost" in err.value.message
+        monkeypatch.undo()
+        srv._device_req = "cpu"
+        assert c.call("wait", {"x": np.ones(2)}, meta={"delay_ms": 0})["x"].sum() == 2  # compute thread alive
+
+
+def test_status_is_answered_while_a_model_computes(server, client):
+    done = {}
+    t = threading.Thread(target=lambda: done.update(r=client.call("wait", {"x": np.arange(3)},
+                                                                  meta={"delay_ms": 1500})))
+    t.start()
+    with WorkerClient(server.endpoint, timeout_ms=5000, retries=0) as other:
+        wait_for(lambda: server.batcher.depth() >= 1, what="the wait request to compute")
+        t0 = time.monotonic()
+        st = other.status()
+        status_s = time.monotonic() - t0
+        t0 = time.monotonic()
+        alive = other.ping(500)
+        ping_s = time.monotonic() - t0
+    assert st["queue_depth"] >= 1 and "r" not in done  # answered while the model was still busy
+    assert status_s < 0.5 and alive and ping_s < 0.5, (status_s, ping_s)
+    t.join(10)
+    assert done["r"]["x"].tolist() == [0, 1, 2]
+
+
+def test_ping_tells_a_live_worker_from_a_dead_or_wedged_one(server):
+    wedged = zmq.Context.instance().socket(zmq.ROUTER)  # holds its port, never answers (like a dead I/O thread)
+    wedged.linger = 0
+    wedged.bind(LOOPBACK)
+    try:
+        for endpoint, want in [(server.endpoint, True), (wedged.last_endpoint.decode(), False),
+                               (free_endpoint(), False)]:
+            with WorkerClient(endpoint, timeout_ms=10000, retries=3) as c:
+                t0 = time.monotonic()
+                assert c.ping(300) is want
+                assert time.monotonic() - t0 < 2.0  # its own short timeout, no retries
+                assert c.stats()["requests"] == 0 and c.stats()["failures"] == 0  # pings are not calls
+            assert c.ping(300) is False  # closed: False, never an exception
+    finally:
+        wedged.close(0)
+
+
+# property-based: a running server answers every mutated request and keeps serving legitimate ones
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True),
+                     st.text(max_size=6), st.binary(max_size=6))
+_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=3)
+                       | st.dictionaries(st.one_of(st.text(max_size=4), st.binary(max_size=3)), c, max_size=3),
+                       max_leaves=8)
+_dims = st.one_of(st.integers(0, 3), st.sampled_from([0, 2**39, 2**40, -1]))
+_MUTATIONS = ["meta", "meta", "meta", "field", "shape", "shape", "dtype", "name", "frames", "bytes", "method"]
+_keys = st.one_of(st.text(max_size=6), st.binary(max_size=3))
+_mixed = st.tuples(st.text(max_size=4), st.binary(max_size=3), _values, _values).map(
+    lambda t: {t[0]: t[2], t[1]: t[3]})  # str and bytes keys together
+_metas = st.one_of(st.dictionaries(_keys, _values, max_size=3), _values, _mixed, _mixed)
+_shapes = st.one_of(st.lists(_dims, max_size=3), st.sampled_from([[0, 2**39, 2**39], [2**39], [0] + [2**39] * 7]))
+
+
+@st.composite
+def _mutated_requests(draw):
+    """A valid request of one of the test methods, then 1 to 3 mutations of its header or frames."""
+    method = draw(st.sampled_from(["echo", "status", "double", "double", "boom", "nap"]))
+    n = draw(st.integers(1, 3))
+    header = {"v": 1, "id": draw(st.integers(0, 2**31)), "k": "req", "m": method, "p": "",
+              "a": [] if method == "status" else [["x", "float32", [n]]]}
+    bufs = [] if method == "status" else [bytes(4 * n)]
+    kinds = draw(st.lists(st.sampled_from(_MUTATIONS), min_size=1, max_size=3))
+    for kind in kinds:
+        if kind == "meta":
+            header["meta"] = draw(_metas)
+        elif kind == "field":
+            header[draw(st.sampled_from(["v", "id", "k", "m", "p", "a", "meta"]))] = draw(_values)
+        elif kind in ("shape", "dtype", "name") and isinstance(header.get("a"), list) and header["a"] and \
+                isinstance(header["a"][0], list) and len(header["a"][0]) == 3:
+            desc = header["a"][0]
+            if kind == "shape":  # the declaration lies; the frame may or may not follow it
+                desc[2] = draw(_shapes)
+                if draw(st.booleans()) and all(d >= 0 for d in desc[2]) and np.prod(desc[2], dtype=object) < 1024:
+                    bufs[0] = bytes(4 * int(np.prod(desc[2], dtype=object)))
+            elif kind == "dtype":
+                desc[1] = draw(st.sampled_from(["int32", "float64", "uint8", "object", "O", ""]))
+            else:
+                desc[0] = draw(st.sampled_from(["", "../x", "y", "x" * 70]))
+        elif kind == "frames":
+            bufs = bufs[:-1] if bufs and draw(st.booleans()) else bufs + [draw(st.binary(max_size=8))]
+        elif kind == "method":
+            header["m"] = draw(st.sampled_from(["echo", "double", "nap", "nope", "status", "boom"]))
+    try:
+        head = msgpack.packb(header, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        head = b"\xc1"
+    if "bytes" in kinds:  # damaged header bytes
+        pos = draw(st.integers(0, len(head) - 1))
+        head = head[:pos] + bytes([draw(st.integers(0, 255))]) + head[pos + 1:]
+    return [head] + bufs
+
+
+@pytest.fixture(scope="module")
+def fuzz_server():
+    from gensemcom.worker.methods import echo, status
+    from gensemcom.worker.registry import ArraySpec, MethodRegistry
+
+    reg = MethodRegistry()
+    reg.register("echo", inline=True)(echo)
+    reg.register("status", inline=True, inputs=[])(status)
+    reg.register("double", batchable=True, inputs=[ArraySpec("x", ("float32",), max_elems=4096)])(
+        lambda ctx, a: {"y": a["x"] * 2})
+    reg.register("nap")(lambda ctx, a: time.sleep(0.001) or a)
+
+    @reg.register("boom")
+    def boom(ctx, arrays):
+        raise ValueError("boom")
+
+    srv = WorkerServer(LOOPBACK, registry=reg, device="cpu", max_batch=4, max_wait_ms=1).start()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.linger = 0
+    sock.connect(srv.endpoint)
+    yield srv, sock
+    sock.close(0)
+    srv.stop()
+
+
+def _next_reply(sock, timeout_ms=5000):
+    assert sock.poll(timeout_ms), "the worker did not answer"
+    frames = sock.recv_multipart()
+    while frames and not frames[0]:  # a first empty frame was taken for a REQ envelope
+        frames = frames[1:]
+    return wire.decode(frames)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(frames=_mutated_requests(), n=st.integers(1, 8))
+def test_server_answers_every_mutated_request(fuzz_server, frames, n):
+    srv, sock = fuzz_server
+    sock.send_multipart(frames)
+    reply = _next_reply(sock)
+    assert reply.kind in ("ok", "err") and (reply.kind == "ok" or reply.code)
+    assert reply.code != "internal_error", reply.error  # every failure is a foreseen one
+    x = np.arange(n, dtype=np.float32)
+    sock.send_multipart(wire.encode_request(2**40 + n, "double", {"x": x}))  # a legitimate request in between
+    legit = _next_reply(sock)
+    assert legit.request_id == 2**40 + n and legit.kind == "ok", legit
+    np.testing.assert_array_equal(legit.arrays["y"], 2 * x)

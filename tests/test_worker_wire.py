@@ -199,3 +199,167 @@ def test_batcher_waits_for_companions_until_full():
     b.put(_job())  # completes the batch: take() returns long before max_wait
     t.join(10)
     assert not t.is_alive() and len(out[0]) == 2
+
+
+# ------------------------------------------------------------------ hostile input: meta, lying headers, totality
+@pytest.mark.parametrize("meta", [{"a": 1, b"b": 2}, {b"delay_ms": 1}, {"ok": 1, b"\xff": None}])
+def test_decode_rejects_meta_keys_that_are_not_strings(meta):
+    # a request like this once killed the worker's I/O thread (batch_key sorted str against bytes)
+    frames = [msgpack.packb({"v": 1, "id": 8, "k": "req", "m": "tiny_encode", "p": "", "meta": meta,
+                             "a": [["image", "float32", [1, 3, 4, 4]]]}, use_bin_type=True), bytes(192)]
+    with pytest.raises(wire.WireError) as err:
+        wire.decode(frames)
+    assert err.value.code == "bad_meta" and "strings" in err.value.message and err.value.request_id == 8
+
+
+def test_decode_rejects_meta_that_is_not_a_map():
+    with pytest.raises(wire.WireError) as err:
+        wire.decode([_header(meta=[1, 2]), bytes(16)])
+    assert err.value.code == "bad_meta"
+
+
+LYING = {
+    "huge, one small frame": ([["x", "uint8", [2**39]]], [b"1"], "size_mismatch"),
+    "8 huge dims": ([["x", "float64", [2**39] * 8]], [bytes(8)], "size_mismatch"),
+    "empty with absurd dims": ([["x", "float64", [0, 2**39, 2**39]]], [b""], "bad_shape"),
+    "empty, 7 absurd dims": ([["x", "complex128", [0] + [2**39 - 1] * 7]], [b""], "bad_shape"),
+    "two arrays, second lies": ([["a", "int8", [2]], ["b", "int32", [2**38]]], [b"ab", bytes(4)], "size_mismatch"),
+    "wider dtype than frame": ([["x", "complex128", [4]]], [bytes(16)], "size_mismatch"),
+}
+
+
+@pytest.mark.parametrize("case", list(LYING))
+def test_lying_array_headers_allocate_nothing(case):
+    import tracemalloc
+
+    descs, bufs, code = LYING[case]
+    frames = [_header(a=descs)] + bufs
+    tracemalloc.start()
+    try:
+        with pytest.raises(wire.WireError) as err:
+            wire.decode(frames)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert err.value.code == code, err.value
+    assert peak < 1 << 20  # no allocation driven by the declared shape
+
+
+def test_declared_arrays_are_bounded_by_max_bytes():
+    frames = [_header(a=[["a", "uint8", [600]], ["b", "uint8", [600]]]), bytes(600), bytes(600)]
+    with pytest.raises(wire.WireError) as err:
+        wire.decode(frames, max_bytes=1000)
+    assert err.value.code == "oversized"
+    with pytest.raises(wire.WireError) as err:  # an empty array cannot declare more than the limit either
+        wire.decode([_header(a=[["a", "float32", [0, 1000]]]), b""], max_bytes=1000)
+    assert err.value.code == "bad_shape"
+    assert wire.decode([_header(a=[["a", "float32", [0, 100]]]), b""], max_bytes=1000).arrays["a"].shape == (0, 100)
+
+
+@pytest.mark.parametrize("frames", [["text"], [5], [None], [_header(), "x" * 16], b"abc", 7,
+                                    [_header(), memoryview(bytes(32))[::2]]])
+def test_decode_rejects_frames_that_are_not_buffers(frames):
+    with pytest.raises(wire.WireError) as err:
+        wire.decode(frames)
+    assert err.value.code == "bad_buffer"
+
+
+# property-based: decode is total (a Message or WireError, nothing else) and what passes is sound
+from hypothesis import HealthCheck, example, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(allow_nan=True),
+                     st.text(max_size=8), st.binary(max_size=8), st.sampled_from(["echo", "req", "float32", ""]))
+_values = st.recursive(_scalars, lambda c: st.lists(c, max_size=4)
+                       | st.dictionaries(st.one_of(st.text(max_size=4), st.binary(max_size=4)), c, max_size=4),
+                       max_leaves=12)
+_dims = st.one_of(st.integers(0, 4), st.sampled_from([0, 2**39, 2**40 - 1, 2**40, -1]), st.integers(-2, 2**41))
+_descs = st.lists(st.tuples(st.sampled_from(["x", "y", "../x", ""]),
+                            st.sampled_from(list(wire.DTYPES) + ["object", "O", "<f4"]),
+                            st.one_of(st.lists(_dims, max_size=9), _values)).map(list), max_size=3)
+_meta = st.one_of(st.dictionaries(st.one_of(st.text(max_size=6), st.binary(max_size=3)), _values, max_size=4),
+                  _values)
+VALID = [bytes(f) for f in wire.encode_request(11, "echo", {"x": np.arange(4, dtype=np.float32),
+                                                           "y": np.zeros((2, 0, 3), np.int16)},
+                                               meta={"delay_ms": 1, "s": "t"})]
+
+
+def _check_total(frames, **kw):
+    if frames:  # the broker's header peek and the control-frame reader are total as well
+        try:
+            assert isinstance(wire.peek_header(frames[0]), dict)
+        except wire.WireError as exc:
+            assert exc.code == "bad_header"
+        assert isinstance(wire.unpack_info(frames[0]), dict)
+    try:
+        msg = wire.decode(frames, **kw)
+    except wire.WireError as exc:
+        assert exc.code and isinstance(exc.message, str) and isinstance(exc.request_id, int)
+        return None
+    assert msg.kind in ("req", "ok", "err") and isinstance(msg.method, str)
+    assert all(isinstance(k, str) for k in msg.meta)  # batch_key may sort them
+    for arr, frame in zip(msg.arrays.values(), frames[1:]):
+        assert arr.nbytes == len(frame)
+    return msg
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=64), max_size=5))
+@example([_header(a=[["x", "float64", [0, 2**39, 2**39]]]), b""])  # numpy raised ValueError on this one
+def test_decode_is_total_on_random_frames(frames):
+    _check_total(frames)
+
+
+@FUZZ
+@given(st.integers(0, len(VALID) - 1), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                                                 min_size=1, max_size=6),
+       st.integers(-3, 3))
+@example(0, [(VALID[0].index(b"\xa1s\xa1t"), 0xC4), (VALID[0].index(b"\xa1s\xa1t") + 1, 0x01)], 0)  # meta key -> bytes
+def test_decode_is_total_on_mutated_messages(which, edits, resize):
+    frames = [bytearray(f) for f in VALID]
+    target = frames[which]
+    for pos, val in edits:
+        if target:
+            target[pos % len(target)] = val
+    if resize > 0:
+        target.extend(bytes(resize))
+    elif resize < 0:
+        del target[resize:]
+    _check_total([bytes(f) for f in frames])
+
+
+_FIELDS = ["v", "id", "k", "m", "p", "a", "meta", "e", "code"]
+
+
+@st.composite
+def _requests(draw):
+    """A request header whose arrays mostly match their frames, with a few fields replaced by anything."""
+    descs = draw(_descs)
+    bufs = []
+    for _, dname, shape in descs:
+        size = None
+        if dname in wire.DTYPES and isinstance(shape, list) and all(
+                isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            size = int(np.prod(shape, dtype=object)) * wire.DTYPES[dname].itemsize
+        honest = size is not None and size <= 4096 and draw(st.integers(0, 3)) > 0
+        bufs.append(bytes(size) if honest else draw(st.binary(max_size=48)))
+    header = {"v": 1, "id": draw(st.integers(-2**63, 2**64 - 1)), "k": draw(st.sampled_from(["req", "ok", "err"])),
+              "m": draw(st.sampled_from(["echo", "wait", "tiny_encode", "x" * 65])),
+              "p": draw(st.sampled_from(["", "tiny", "full", "/etc"])), "a": descs, "meta": draw(_meta)}
+    header.update(draw(st.dictionaries(st.sampled_from(_FIELDS), _values, max_size=2)))
+    for key in draw(st.lists(st.sampled_from(_FIELDS), max_size=1)):
+        header.pop(key, None)
+    bufs = bufs + draw(st.lists(st.binary(max_size=8), max_size=1)) if draw(st.booleans()) else bufs
+    return header, bufs
+
+
+@FUZZ
+@given(_requests(), st.sampled_from([64, 4096, wire.DEFAULT_MAX_BYTES]))
+def test_decode_is_total_on_any_header_fields(request, max_bytes):
+    header, bufs = request
+    try:
+        head = msgpack.packb(header, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError):
+        return
+    _check_total([head] + bufs, max_bytes=max_bytes)

@@ -8,6 +8,8 @@ worker) the core still imports.
 """
 __version__ = "0.1.0"
 
+from .image_io import sample_image  # noqa: E402,F401  (the bundled photo, for flowgraphs and GRC)
+
 try:
     from gnuradio import gr as _gr  # noqa: F401
 except ImportError:  # no GNU Radio: the core and the worker still work

@@ -15,6 +15,8 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
+import signal
 import sys
 from typing import List, Optional
 
@@ -230,10 +232,56 @@ def add_link_parser(sub) -> None:
     g.add_argument("--budget", type=int, default=0, help="channel uses per image for rate-matched systems")
     g = p.add_argument_group("run")
     g.add_argument("--address", default="", help="inference worker or broker address (default: start one)")
+    g.add_argument("--curve-keys", metavar="DIR", default="",
+                   help="CURVE key folder for a remote worker or broker (from 'gensemcom worker keygen')")
     g.add_argument("--out", default="", help="folder for received images, comparisons and report.json")
     g.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds (default 600)")
     g.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=run_link_cmd)
+
+
+STAGE_PREFIX = ".gensemcom-link-"
+
+
+def _exit_on_signal(signum, _frame):
+    """SIGTERM/SIGHUP end the run like Ctrl-C does: the ``finally`` clauses run."""
+    raise SystemExit(128 + signum)
+
+
+def _restore(handlers) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+def _remove_stale_stages(parent: str) -> None:
+    """Remove staging folders left in ``parent`` by runs that were killed (their pid is gone)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(STAGE_PREFIX):
+            continue
+        pid = name[len(STAGE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+
+
+def _check_writable(out: str) -> None:
+    """``--out`` must be a folder this process can create and write, checked before any work."""
+    from .flowgraphs.semantic_link import LinkInputError
+
+    path = os.path.abspath(out)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise LinkInputError(f"--out {out!r} exists and is not a folder")
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        raise LinkInputError(f"--out {out!r} cannot be created: {probe!r} is not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or (os.path.isdir(path) and not os.access(path, os.W_OK | os.X_OK)):
+        raise LinkInputError(f"--out {out!r} cannot be written (no write permission on {probe!r}): choose another "
+                             "folder")
 
 
 def _link_error(msg: str) -> int:
@@ -242,7 +290,6 @@ def _link_error(msg: str) -> int:
 
 
 def run_link_cmd(args) -> int:
-    import shutil
     import tempfile
 
     from . import systems
@@ -257,7 +304,8 @@ def run_link_cmd(args) -> int:
                             channel=args.channel, coherence=args.coherence, estimator=args.estimator,
                             n_pilots=args.pilots, modulation=args.modulation, code_rate=args.code_rate,
                             budget_symbols=args.budget, address=args.address, out_dir=args.out, seed=args.seed,
-                            size=args.size, timeout_s=args.timeout, return_snr_db=args.return_snr)
+                            size=args.size, timeout_s=args.timeout, return_snr_db=args.return_snr,
+                            curve_keys=args.curve_keys)
     os.environ.setdefault("GENSEMCOM_WORKER_LOG_LEVEL", "WARNING")  # the local worker's start-up chatter
     for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD")):
         if flag:  # read by the model loaders of the local worker this process starts
@@ -271,8 +319,10 @@ def run_link_cmd(args) -> int:
                 raise LinkInputError(f"--taps must be numbers, got {args.taps!r}") from None
         if args.size < 0:
             raise LinkInputError(f"--size must be 0 (keep) or a positive size, got {args.size}")
-        if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise LinkInputError(f"--out {args.out!r} exists and is not a folder")
+        if args.out:
+            _check_writable(args.out)
+        if args.curve_keys and not os.path.isdir(args.curve_keys):
+            raise LinkInputError(f"--curve-keys {args.curve_keys!r} is not a folder of CURVE keys")
         check_images(args.image, convert=args.convert)
         opts.validate()
         if args.phy != "ota-sim":
@@ -280,12 +330,19 @@ def run_link_cmd(args) -> int:
                 check_system(opts)
     except (LinkInputError, ValueError, FileNotFoundError) as e:
         return _link_error(e)
-    # outputs go to a staging folder beside --out, moved into place only when the run completes
+    # outputs go to a staging folder beside --out, moved into place only when the run completes;
+    # it goes on any exit (SIGTERM and SIGHUP included), and one a SIGKILLed run left is removed next time
+    old = {sig: signal.signal(sig, _exit_on_signal) for sig in (signal.SIGTERM, signal.SIGHUP)}
     stage = None
     if args.out:
         parent = os.path.dirname(os.path.abspath(args.out))
-        os.makedirs(parent, exist_ok=True)
-        stage = tempfile.mkdtemp(prefix=".gensemcom-link-", dir=parent)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            _remove_stale_stages(parent)
+            stage = tempfile.mkdtemp(prefix=f"{STAGE_PREFIX}{os.getpid()}-", dir=parent)
+        except OSError as e:
+            _restore(old)
+            return _link_error(f"--out {args.out!r} cannot be written: {e}")
         opts.out_dir = stage
     try:
         with _stdout_to_stderr(args.json):  # GNU Radio logs to stdout; keep it clean for --json
@@ -305,6 +362,7 @@ def run_link_cmd(args) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         return _link_error(f"{type(e).__name__}: {e}")
     finally:
+        _restore(old)
         if stage:
             shutil.rmtree(stage, ignore_errors=True)
     if args.json:
@@ -314,7 +372,7 @@ def run_link_cmd(args) -> int:
               f"{report['snr_db']} dB, {report['modulation']}-QAM {report.get('ldpc', report['code_rate'])}")
         for r in report["images"]:
             if not r["received"]:
-                print(f"  {r['image']}: LOST (see the block counters in the JSON report)")
+                print(f"  {r['image']}: LOST: {r.get('reason', 'see the block counters in the JSON report')}")
                 continue
             cu = r["channel_uses"]
             fb = f", {cu['rounds']} rounds, {cu['feedback']} on the return link" if "rounds" in cu else ""

@@ -458,9 +458,7 @@ def frame_from_pmt(msg) -> SemanticFrame:
             segs = [list(s) for s in pmt.to_python(segs_p)] if pmt.is_tuple(segs_p) or pmt.is_vector(segs_p) \
                 else _bad("'segments' must be a tuple of (name, length) pairs")
         meta_p = get("meta")
-        meta = pmt.to_python(meta_p) if pmt.is_dict(meta_p) else {}
-        if not isinstance(meta, dict):
-            meta = {}
+        meta = _pmt_meta(meta_p) if pmt.is_dict(meta_p) else {}
         crc = get("crc_ok")
         arrays = {"digital": np.asarray(pmt.u8vector_elements(digital), np.uint8),
                   "analog": np.asarray(pmt.f32vector_elements(analog), np.float32),
@@ -473,6 +471,30 @@ def frame_from_pmt(msg) -> SemanticFrame:
         raise
     except Exception as e:  # a PMT of an unexpected shape anywhere inside
         raise FrameError(f"malformed semantic frame dict: {type(e).__name__}: {e}") from None
+
+
+def _pmt_meta(d) -> Dict[str, Any]:
+    """A PMT meta dict as Python, item by item: a value ``pmt.to_python`` cannot convert
+    (u64/s64 vectors, for one) becomes a list of its elements or its text, never a lost frame."""
+    import pmt
+
+    out: Dict[str, Any] = {}
+    items = pmt.dict_items(d)
+    for _ in range(min(pmt.length(items), 4096)):
+        k, v = pmt.car(pmt.car(items)), pmt.cdr(pmt.car(items))
+        items = pmt.cdr(items)
+        key = pmt.symbol_to_string(k) if pmt.is_symbol(k) else pmt.write_string(k)
+        try:
+            out[key] = pmt.to_python(v)
+        except Exception:
+            for test, elements in ((pmt.is_u64vector, pmt.u64vector_elements),
+                                   (pmt.is_s64vector, pmt.s64vector_elements)):
+                if test(v):
+                    out[key] = list(elements(v))
+                    break
+            else:
+                out[key] = pmt.write_string(v)
+    return out
 
 
 def _bad(msg: str):

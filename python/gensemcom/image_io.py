@@ -9,7 +9,7 @@ from typing import List
 import numpy as np
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 
 def list_images(path: str) -> List[Path]:
@@ -18,19 +18,39 @@ def list_images(path: str) -> List[Path]:
         raise FileNotFoundError("no image path given: name an image file or a folder of images")
     p = Path(os.path.expanduser(str(path)))
     if p.is_dir():
-        return sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
     if p.is_file():
         return [p]
     raise FileNotFoundError(f"no image file or folder at {path!r}")
 
 
+def image_ids(files: List[Path]) -> List[str]:
+    """One id per file, for reports and output names: the file's stem, or, where two
+    files share a stem (``x.png``, ``x.jpg``), the stem and the suffix (``x_png``)."""
+    stems = [f.stem for f in files]
+    return [f.stem if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix.lstrip('.').lower()}" for f in files]
+
+
+def to_rgb(im):
+    """A PIL image as 8-bit RGB. 16- and 32-bit integer images (modes ``I;16*``,
+    ``I``) are scaled from their full range (65535 for 16-bit) to 0..255, not clipped
+    as PIL's own conversion does; alpha is dropped."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
+        im = Image.fromarray(np.clip(np.round(a * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
 def load_image(path, size: int = 0) -> np.ndarray:
-    """Read an image as uint8 RGB (H, W, 3); with ``size`` > 0, centre-crop to a
-    square and resize to ``size`` x ``size``."""
+    """Read an image as uint8 RGB (H, W, 3) (:func:`to_rgb`); with ``size`` > 0,
+    centre-crop to a square and resize to ``size`` x ``size``."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = to_rgb(im)
         if size > 0:
             w, h = im.size
             s = min(w, h)
@@ -54,3 +74,22 @@ def save_image(path, image: np.ndarray) -> None:
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.asarray(image, np.uint8)).save(path)
+
+
+def sample_image() -> str:
+    """The bundled sample photo (``examples/data/astronaut.jpg``, NASA, public domain):
+    in a source checkout, or where ``make install`` put the examples
+    (``$PREFIX/share/gnuradio/gensemcom/examples/data``), found from this module's own
+    location, so a flowgraph run from GRC (which has no ``__file__``) finds it too.
+
+    Raises:
+        FileNotFoundError: naming the places searched.
+    """
+    here = Path(__file__).resolve().parent
+    tried = [here.parents[1] / "examples" / "data" / "astronaut.jpg"]  # python/gensemcom -> the checkout
+    for up in here.parents:  # <prefix>/lib/python3.X/dist-packages/gnuradio/gensemcom -> <prefix>
+        tried.append(up / "share" / "gnuradio" / "gensemcom" / "examples" / "data" / "astronaut.jpg")
+    for p in tried:
+        if p.is_file():
+            return str(p)
+    raise FileNotFoundError("the bundled astronaut.jpg is in none of: " + ", ".join(str(p) for p in tried[:3]))

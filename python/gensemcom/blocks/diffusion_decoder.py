@@ -19,9 +19,11 @@ class diffusion_decoder(semantic_decoder):
         profile (str): model profile, as at the encoder.
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt (model loading on first use included).
+        curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
     block_name = "gensemcom_diffusion_decoder"
 
-    def __init__(self, system="tisc", profile="embedded", address="", timeout_ms=60000):
-        semantic_decoder.__init__(self, system=system, profile=profile, address=address, timeout_ms=timeout_ms)
+    def __init__(self, system="tisc", profile="embedded", address="", timeout_ms=60000, curve_keys=""):
+        semantic_decoder.__init__(self, system=system, profile=profile, address=address, timeout_ms=timeout_ms,
+                                  curve_keys=curve_keys)

@@ -6,7 +6,7 @@ import threading
 import pmt
 from gnuradio import gr
 
-from ..image_io import list_images, load_image
+from ..image_io import image_ids, list_images, load_image
 from .pdu_utils import counting, image_to_pdu, meta_set
 
 
@@ -25,6 +25,7 @@ class image_source(counting, gr.basic_block):
         gr.basic_block.__init__(self, "gensemcom_image_source", None, None)
         self._init_counters()
         self.files = list_images(path)
+        self.ids = image_ids(self.files)  # unique even where two files share a stem
         self.period_s, self.repeat, self.size = float(period_s), bool(repeat), int(size)
         self.start_delay_s = float(start_delay_s)
         self._stop = threading.Event()
@@ -47,7 +48,7 @@ class image_source(counting, gr.basic_block):
         if self._stop.wait(self.start_delay_s):
             return
         while True:
-            for f in self.files:
+            for f, image_id in zip(self.files, self.ids):
                 if self._stop.is_set():
                     return
                 self._count("n_in")
@@ -56,7 +57,7 @@ class image_source(counting, gr.basic_block):
                 except Exception as e:  # an unreadable file: logged, counted, next one
                     self.drop("unreadable image", f"{f}: {e}")
                     continue
-                meta = meta_set(meta_set(pmt.make_dict(), "image_id", f.stem), "path", str(f))
+                meta = meta_set(meta_set(pmt.make_dict(), "image_id", image_id), "path", str(f))
                 if self.size:
                     meta = meta_set(meta, "source_size", self.size)
                 self.message_port_pub(pmt.intern("out"), image_to_pdu(meta, img))

@@ -26,12 +26,14 @@ class semantic_decoder(worker_block):
         profile (str): model profile, as at the encoder.
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt.
+        curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
     block_name = "gensemcom_semantic_decoder"
 
-    def __init__(self, system="deepjscc", profile="embedded", address="", timeout_ms=60000):
-        worker_block.__init__(self, self.block_name, address, profile, timeout_ms, retries=0)
+    def __init__(self, system="deepjscc", profile="embedded", address="", timeout_ms=60000, curve_keys=""):
+        worker_block.__init__(self, self.block_name, address, profile, timeout_ms, retries=0,
+                              curve_keys=curve_keys)
         self.system = str(system)
         self.n_feedback = 0
         self._port_fb = pmt.intern("feedback")
@@ -55,6 +57,9 @@ class semantic_decoder(worker_block):
         if isinstance(session, str) and isinstance(rnd, int) and not isinstance(rnd, bool):
             req["session"], req["round"] = session, rnd
         return "semantic_decode", arrays, req, frame.meta
+
+    def item_id(self, state):
+        return str(state.get("image_id", "")) or None
 
     def finish(self, reply, state):
         fmeta, t_in = state

@@ -38,11 +38,13 @@ class semantic_encoder(worker_block):
             (0: the system's own choice).
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt.
+        curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
     def __init__(self, system="deepjscc", profile="embedded", snr_db=10.0, modulation=16, code_rate=0.5,
-                 budget_symbols=0, address="", timeout_ms=60000):
-        worker_block.__init__(self, "gensemcom_semantic_encoder", address, profile, timeout_ms, retries=0)
+                 budget_symbols=0, address="", timeout_ms=60000, curve_keys=""):
+        worker_block.__init__(self, "gensemcom_semantic_encoder", address, profile, timeout_ms, retries=0,
+                              curve_keys=curve_keys)
         self.system = str(system)
         self.snr_db = float(snr_db)
         self.modulation, self.code_rate, self.budget_symbols = int(modulation), float(code_rate), int(budget_symbols)
@@ -88,6 +90,9 @@ class semantic_encoder(worker_block):
             self.drop("bad feedback", str(e))
         except Exception as e:  # a full queue, or anything else: never raise in a handler
             self.drop("feedback not sent", f"{type(e).__name__}: {e}")
+
+    def item_id(self, state):
+        return str(meta_get(state[0], "image_id", "")) or None
 
     def finish(self, reply, state):
         (meta, session, rnd, sizes), t_in = state

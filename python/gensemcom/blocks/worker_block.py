@@ -9,8 +9,11 @@ message).
 """
 from __future__ import annotations
 
+import collections
+import importlib.util
 import os
 import queue
+import sys
 import threading
 import time
 from typing import Any, Dict, Optional, Tuple
@@ -23,8 +26,31 @@ from ..worker.client import LocalWorker, WorkerClient, WorkerError, WorkerUnavai
 from .pdu_utils import PduError, counting
 
 _STOP = object()
+#: how long stop() waits for a running worker call
+STOP_WAIT_S = 5.0
+#: liveness probe period while a call waits: a dead worker is noticed in about twice this
+LIVENESS_MS = 2000
 _LOCAL_LOCK = threading.Lock()
 _LOCAL: Dict[str, LocalWorker] = {}
+
+
+def worker_python() -> str:
+    """The interpreter a local worker runs under: ``$GENSEMCOM_WORKER_PYTHON``; else this
+    one when it can import torch; else the one recorded when the module was installed
+    (``make install`` records the project's venv), so a flowgraph that GRC runs under
+    /usr/bin/python3 (no torch) still gets a worker that can load the models; else this one."""
+    env = os.environ.get("GENSEMCOM_WORKER_PYTHON")
+    if env:
+        return env
+    if importlib.util.find_spec("torch") is not None:
+        return sys.executable
+    try:
+        from .._install import WORKER_PYTHON
+    except ImportError:  # a source checkout or a pip install: nothing was recorded
+        WORKER_PYTHON = ""
+    if WORKER_PYTHON and os.access(WORKER_PYTHON, os.X_OK):
+        return WORKER_PYTHON
+    return sys.executable
 
 
 def shared_local_worker() -> str:
@@ -32,14 +58,15 @@ def shared_local_worker() -> str:
 
     Every block without an address shares it, so an encoder and a decoder in one
     flowgraph (or several flowgraphs run one after another) load each model once.
-    It ends with the process. Its log level is ``$GENSEMCOM_WORKER_LOG_LEVEL``
+    It ends with the process, runs under :func:`worker_python`, and one that died is
+    started again on the next call. Its log level is ``$GENSEMCOM_WORKER_LOG_LEVEL``
     (default INFO; ``gensemcom link`` uses WARNING).
     """
     with _LOCAL_LOCK:
         w = _LOCAL.get("worker")
         if w is None or w.proc.poll() is not None:
             level = os.environ.get("GENSEMCOM_WORKER_LOG_LEVEL", "INFO").upper()
-            w = _LOCAL["worker"] = LocalWorker(["--log-level", level])
+            w = _LOCAL["worker"] = LocalWorker(["--log-level", level], python=worker_python())
         return w.address
 
 
@@ -67,6 +94,8 @@ class worker_block(counting, gr.basic_block):
             raise ValueError("timeout_ms > 0, retries >= 0 and queue_size >= 1 are required")
         self._init_counters()
         self.n_errors = 0
+        #: why the latest failed items failed: item id (image id) -> reason (the last 256)
+        self.failures: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self.address = address
         self.profile = profile
         self.timeout_ms = int(timeout_ms)
@@ -100,7 +129,9 @@ class worker_block(counting, gr.basic_block):
         return True
 
     def stop(self) -> bool:
-        """Stop the thread (pending messages are discarded) and close the client."""
+        """Stop the thread (pending messages are discarded) and close the client. A call
+        still running (a model can take minutes) is not waited for beyond a few seconds:
+        its daemon thread is abandoned with its client, so a flowgraph stops promptly."""
         thread, self._thread = self._thread, None
         if thread is not None:
             while True:  # make room for the stop marker
@@ -112,7 +143,10 @@ class worker_block(counting, gr.basic_block):
                         self._queue.get_nowait()
                     except queue.Empty:
                         pass
-            thread.join(self.timeout_ms / 1e3 * (self.retries + 1) + 5.0)
+            thread.join(STOP_WAIT_S)
+            if thread.is_alive():
+                self.logger.warn(f"a worker call is still running after {STOP_WAIT_S:g} s: abandoned")
+                self._client = None  # the running call owns it (ZMQ sockets are not shared across threads)
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -150,10 +184,37 @@ class worker_block(counting, gr.basic_block):
         """The worker client (connecting, or starting a local worker, on first use)."""
         if self._client is None:
             self._client = WorkerClient(self.address or shared_local_worker(), profile=self.profile,
-                                        timeout_ms=self.timeout_ms,
-                                        retries=self.retries, curve_keys=self.curve_keys)
+                                        timeout_ms=self.timeout_ms, retries=self.retries,
+                                        curve_keys=self.curve_keys, liveness_ms=LIVENESS_MS)
             self.logger.info(f"using the inference worker at {self._client.address}")
         return self._client
+
+    def item_id(self, state: Any) -> Optional[str]:
+        """The id a failure is reported under (subclasses: the image id); None: not kept."""
+        return None
+
+    def _fail(self, method: str, state: Any, reason: str) -> None:
+        self._count("n_errors")
+        self.logger.error(f"{method} failed, message dropped: {reason}")
+        key = self.item_id(state)
+        if key is not None:
+            with self._lock:
+                self.failures[key] = reason
+                while len(self.failures) > 256:
+                    self.failures.popitem(last=False)
+
+    def _call(self, method, arrays, meta):
+        """One worker call. A local worker that died (or stopped answering) is started
+        again and the call retried once on it: the local equivalent of a broker sending
+        the request to another worker."""
+        try:
+            return self.client().call(method, arrays, meta=meta)
+        except WorkerUnavailable as exc:
+            if self.address:
+                raise
+            self.logger.warn(f"the local worker is gone ({exc}): starting a new one and retrying once")
+            self._client = None  # its socket went with the worker
+            return self.client().call(method, arrays, meta=meta)
 
     def _run(self) -> None:
         while True:
@@ -162,14 +223,12 @@ class worker_block(counting, gr.basic_block):
                 return
             (method, arrays, meta, state), t_in = item
             try:
-                reply = self.client().call(method, arrays, meta=meta)
+                reply = self._call(method, arrays, meta)
                 out = self.finish(reply, (state, t_in))
                 if out is not None:
                     self.message_port_pub(self._port_out, out)
                     self._count("n_out")
             except (WorkerError, WorkerUnavailable, PduError) as exc:
-                self._count("n_errors")
-                self.logger.error(f"{method} failed, message dropped: {exc}")
+                self._fail(method, state, str(exc))
             except Exception as exc:  # the thread must survive anything
-                self._count("n_errors")
-                self.logger.error(f"{method} failed, message dropped: {type(exc).__name__}: {exc}")
+                self._fail(method, state, f"{type(exc).__name__}: {exc}")

@@ -47,13 +47,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..image_io import load_image
+
 from .ber import parse_snrs
 from .metrics import METRICS, compute_metrics, compute_set_metrics, parse_metrics
 
 J2K = "jpeg2000-ldpc"
 ENVELOPE_SUFFIX = "-envelope"
 ENVELOPE = J2K + ENVELOPE_SUFFIX
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".webp")
 
 #: Row fields before the metric columns, in CSV order.
 BASE_FIELDS = ["system", "base_system", "modulation", "rate", "image", "height", "width", "snr", "channel",
@@ -151,30 +152,24 @@ def default_images_dir() -> Path:
 
 
 def list_images(spec: Optional[str], limit: Optional[int] = None) -> List[Path]:
-    """Image files from a folder (sorted by name) or a single file.
+    """Image files from a folder (sorted by name) or a single file
+    (:func:`gensemcom.image_io.list_images`), at most ``limit``.
 
     Raises:
         EvalError: if the path does not exist or holds no images.
     """
+    from ..image_io import IMAGE_SUFFIXES
+    from ..image_io import list_images as files_at
+
     p = Path(spec) if spec else default_images_dir()
-    if p.is_file():
-        files = [p]
-    elif p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTS and f.is_file())
-    else:
+    try:
+        files = files_at(str(p))
+    except FileNotFoundError:
         raise EvalError(f"image path {str(p)!r} does not exist" + (
-            "" if spec else " (set --images or $GENSEMCOM_SHARED)"))
+            "" if spec else " (set --images or $GENSEMCOM_SHARED)")) from None
     if not files:
-        raise EvalError(f"no images ({', '.join(IMAGE_EXTS)}) in {str(p)!r}")
+        raise EvalError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {str(p)!r}")
     return files[:limit] if limit else files
-
-
-def load_image(path: Path) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB")).copy()
 
 
 # ----------------------------------------------------------------- systems
@@ -471,7 +466,7 @@ def evaluate(cfg: EvalConfig) -> dict:
             bar.update(len(variants) * len(cfg.snrs) - len(todo))
             if not todo:
                 continue
-            img = load_image(path)
+            img = load_image(path)  # 16-bit images scaled, not clipped
             h, w = img.shape[:2]
             budget = int(math.floor(cfg.cbr * 3 * h * w))
             ref_hash = _sha(img)

@@ -32,7 +32,7 @@ from ..blocks.pilot_inserter import pilot_inserter
 from ..blocks.return_link import return_link
 from ..blocks.semantic_decoder import semantic_decoder
 from ..blocks.semantic_encoder import semantic_encoder
-from ..image_io import list_images, load_image
+from ..image_io import image_ids, list_images, load_image
 from ..worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
 RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
@@ -107,7 +107,7 @@ def check_system(opts: "FlowgraphOptions", timeout_s: Optional[float] = None) ->
             loader's: the model id, why, and how to provide a local copy), or no worker.
     """
     from .. import systems
-    from ..blocks.worker_block import shared_local_worker
+    from ..blocks.worker_block import LIVENESS_MS, shared_local_worker
     from ..worker.client import WorkerClient, WorkerError, WorkerUnavailable
 
     try:
@@ -116,7 +116,8 @@ def check_system(opts: "FlowgraphOptions", timeout_s: Optional[float] = None) ->
         raise LinkInputError(str(e)) from None
     try:
         client = WorkerClient(opts.address or shared_local_worker(), profile=opts.profile,
-                              timeout_ms=int(1000 * (timeout_s or opts.timeout_s)), retries=0)
+                              timeout_ms=int(1000 * (timeout_s or opts.timeout_s)), retries=0,
+                              curve_keys=opts.curve_keys or None, liveness_ms=LIVENESS_MS)
         try:
             return client.call("semantic_load", meta={"system": opts.system}).meta
         finally:
@@ -151,9 +152,12 @@ class FlowgraphOptions:
     size: int = 0
     timeout_s: float = 300.0
     return_snr_db: Optional[float] = None
+    curve_keys: str = ""
+    progress: bool = True
 
     def validate(self) -> None:
-        """Raise ValueError naming the first bad option."""
+        """Raise ValueError naming the first bad option (every check is done here, before
+        any image is read or any flowgraph built)."""
         if self.channel not in ("awgn", "rayleigh"):
             raise ValueError(f"channel must be awgn or rayleigh, got {self.channel!r}")
         if self.estimator not in ("perfect", "ls", "lmmse"):
@@ -162,10 +166,22 @@ class FlowgraphOptions:
             raise ValueError(f"modulation must be 4, 16, 64 or 256, got {self.modulation}")
         if self.code_rate not in RATES:
             raise ValueError(f"code rate must be one of {', '.join(RATES)}, got {self.code_rate!r}")
-        if not np.isfinite(self.snr_db):
-            raise ValueError("SNR must be finite")
-        if self.return_snr_db is not None and not np.isfinite(self.return_snr_db):
-            raise ValueError("return-link SNR must be finite")
+        for name, v in (("SNR", self.snr_db), ("return-link SNR", self.return_snr_db)):
+            if v is not None and not (isinstance(v, (int, float)) and np.isfinite(v) and -50 <= v <= 100):
+                raise ValueError(f"{name} must be a finite number of dB in -50..100, got {v}")
+        if not 1 <= self.coherence <= 1 << 20:
+            raise ValueError(f"coherence must be 1..{1 << 20} symbols, got {self.coherence}")
+        if self.channel == "rayleigh" and self.estimator != "perfect" and not 1 <= self.n_pilots < self.coherence:
+            raise ValueError(f"pilots must be 1..coherence-1 ({self.coherence - 1}), got {self.n_pilots}")
+        if self.budget_symbols < 0:
+            raise ValueError(f"budget must be 0 (the system's own) or a positive number of channel uses, "
+                             f"got {self.budget_symbols}")
+        side = int(MAX_IMAGE_PIXELS ** 0.5)
+        if not 0 <= self.size <= side:
+            raise ValueError(f"size must be 0 (keep) or 1..{side} (the {MAX_IMAGE_PIXELS / 1e6:.1f} Mpixel limit), "
+                             f"got {self.size}")
+        if not (np.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ValueError(f"timeout must be a positive number of seconds, got {self.timeout_s}")
         list_images(self.images)
 
 
@@ -193,14 +209,15 @@ class SemanticLinkFlowgraph(gr.top_block):
         # a worker call may take as long as the whole run allows (TISC's full-profile TI: minutes)
         call_ms = max(1000, int(1000 * opts.timeout_s))
         self.encoder = semantic_encoder(opts.system, opts.profile, opts.snr_db, opts.modulation,
-                                        RATES[opts.code_rate], opts.budget_symbols, opts.address, call_ms)
+                                        RATES[opts.code_rate], opts.budget_symbols, opts.address, call_ms,
+                                        opts.curve_keys)
         self.mapper = frame_mapper()
         self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate)
         self.dchan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed)
         self.achan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed + 1)
         self.drx = digital_rx(modulation=opts.modulation, code_rate=opts.code_rate)
         self.demapper = frame_demapper()
-        self.decoder = semantic_decoder(opts.system, opts.profile, opts.address, call_ms)
+        self.decoder = semantic_decoder(opts.system, opts.profile, opts.address, call_ms, opts.curve_keys)
         self.sink = image_sink(opts.out_dir, side_by_side=bool(opts.out_dir))
         self.msg_connect(self.source, "out", self.encoder, "in")
         self.msg_connect(self.encoder, "out", self.mapper, "in")
@@ -274,6 +291,41 @@ class SemanticLinkFlowgraph(gr.top_block):
         return out
 
 
+class Progress:
+    """What a long run shows while it waits: a tqdm bar on a terminal, otherwise a line
+    on stderr every ``every_s`` seconds (images done and lost, time waited)."""
+
+    def __init__(self, total: int, label: str, enabled: bool = True, every_s: float = 30.0):
+        import sys
+
+        from tqdm.auto import tqdm
+
+        self.total, self.label, self.every_s = total, label, every_s
+        self.enabled, self.tty = enabled, sys.stderr.isatty()
+        self.t0 = self.t_last = time.monotonic()
+        self.bar = tqdm(total=total, desc=label, unit="image", leave=False) if enabled and self.tty else None
+        self.last = (0, 0)
+
+    def update(self, done: int, lost: int) -> None:
+        import sys
+
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            if (done, lost) != self.last:
+                self.bar.n = done + lost
+                self.bar.set_postfix(lost=lost, refresh=True)
+        elif time.monotonic() - self.t_last >= self.every_s:
+            self.t_last = time.monotonic()
+            print(f"gensemcom link: {self.label}: {done} of {self.total} images received, {lost} lost, "
+                  f"{self.t_last - self.t0:.0f} s", file=sys.stderr, flush=True)
+        self.last = (done, lost)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def exchanges(received) -> Dict[str, Dict]:
     """An image sink's received images grouped by image: ``image_id`` -> ``rounds``
     (the metadata of every round's image, in arrival order) and ``final`` ((metadata,
@@ -302,28 +354,36 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
     files = list_images(opts.images)
     tb = SemanticLinkFlowgraph(opts)
     t0 = time.perf_counter()
-    tb.start()
-    try:
-        expected = len(files)
+    expected = len(files)
+    progress = None
+    try:  # whatever ends the run (Ctrl-C, SIGTERM in the CLI), the flowgraph is stopped
+        tb.start()
+        progress = Progress(expected, f"{opts.system} [{opts.profile}]", opts.progress)
 
         def settled():  # every image's exchange finished or accounted as lost (each loss is counted once)
             c = tb.blocks_counters()
             lost = sum(v["dropped"] + v.get("errors", 0) for v in c.values())
             done = sum("final" in e for e in exchanges(tb.sink.received()).values())
+            progress.update(done, lost)
             return done + lost >= expected
 
         deadline = time.monotonic() + opts.timeout_s
         while not settled() and time.monotonic() < deadline:
             tb.sink.wait(tb.sink.n_out + 1, 0.05)
     finally:
+        if progress is not None:
+            progress.close()
         tb.stop()
         tb.wait()
     wall = time.perf_counter() - t0
     rows: List[Dict] = []
     got = exchanges(tb.sink.received())
-    for f in files:
-        ex = got.get(f.stem, {})
-        row = {"image": f.stem, "received": "final" in ex}
+    for f, image_id in zip(files, image_ids(files)):
+        ex = got.get(image_id, {})
+        row = {"image": image_id, "received": "final" in ex}
+        if "final" not in ex:
+            why = tb.decoder.failures.get(image_id) or tb.encoder.failures.get(image_id)
+            row["reason"] = " ".join(str(why).split()) if why else "lost on the way (see the block counters)"
         if "final" in ex:
             info, img = ex["final"]
             ref = load_image(f, opts.size)
@@ -339,7 +399,7 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
             if isinstance(info.get("report"), dict) and info["report"]:
                 row["transmitter"] = {k: v for k, v in info["report"].items() if v is not None}
             if opts.out_dir:
-                row["output"] = f"{opts.out_dir.rstrip('/')}/{f.stem}.png"
+                row["output"] = f"{opts.out_dir.rstrip('/')}/{image_id}.png"
         rows.append(row)
     counters = tb.blocks_counters()
     return {"system": opts.system, "profile": opts.profile, "snr_db": opts.snr_db,
@@ -376,14 +436,14 @@ def run_flowgraph_ota(opts: FlowgraphOptions, cfo: float = 0.1, epsilon: float =
     link = FrameLink(PhyConfig(modulation=opts.modulation, rate=opts.code_rate))
     ctx = link.context(opts.snr_db, opts.budget_symbols or None)
     rows, t0 = [], time.perf_counter()
-    for f in files:
+    for f, image_id in zip(files, image_ids(files)):
         ref = load_image(f, opts.size)
         te = time.perf_counter()
         frame = system.encode(ref, ctx)
         te = time.perf_counter() - te
         res = run_ota_sim(frame, opts.snr_db, cfo=cfo, epsilon=epsilon, taps=taps, seed=opts.seed,
                           modulation=opts.modulation, code_rate=opts.code_rate)
-        row = {"image": f.stem, "detected": bool(res.detected), "crc_ok": bool(res.crc_ok),
+        row = {"image": image_id, "detected": bool(res.detected), "crc_ok": bool(res.crc_ok),
                "measured_snr_db": None if not np.isfinite(res.snr_db) else round(float(res.snr_db), 2),
                "channel_uses": link.channel_uses(link.transmit(frame))}
         img = None
@@ -395,8 +455,8 @@ def run_flowgraph_ota(opts: FlowgraphOptions, cfo: float = 0.1, epsilon: float =
         if img is not None:
             row["psnr_db"] = round(float(psnr(ref, img)), 3)
             if opts.out_dir:
-                save_image(f"{opts.out_dir}/{f.stem}.png", img)
-                save_image(f"{opts.out_dir}/{f.stem}_compare.png", np.concatenate([ref, img], axis=1))
+                save_image(f"{opts.out_dir}/{image_id}.png", img)
+                save_image(f"{opts.out_dir}/{image_id}_compare.png", np.concatenate([ref, img], axis=1))
         rows.append(row)
     return {"system": opts.system, "profile": opts.profile, "phy": "ota-sim", "snr_db": opts.snr_db,
             "snr_convention": "Es/N0 per OFDM data carrier", "impairments": {"cfo_subcarriers": cfo,

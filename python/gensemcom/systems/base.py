@@ -27,6 +27,8 @@ from ..frame import SemanticFrame
 
 #: the model profiles, in order: Hugging Face models (GPU), small shipped weights, random test models
 PROFILES = ("full", "embedded", "tiny")
+#: the largest image a receiver renders (pixels): every size read from the air is checked against it
+MAX_IMAGE_PIXELS = 4096 * 4096
 
 
 @dataclass
@@ -130,3 +132,16 @@ def as_image(x: np.ndarray) -> np.ndarray:
     if x.dtype != np.uint8:
         raise ValueError(f"image must be uint8, got {x.dtype}")
     return x
+
+
+def header_size(value) -> Optional[Tuple[int, int]]:
+    """An image size ``[H, W]`` read from a received header, validated before anything
+    is allocated: two integers of at least 1 whose product is at most
+    :data:`MAX_IMAGE_PIXELS`. Returns ``(H, W)``, or None for anything else (a header
+    that passed its CRC may still be hostile)."""
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        return None
+    h, w = value
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in (h, w)) or h * w > MAX_IMAGE_PIXELS:
+        return None
+    return int(h), int(w)

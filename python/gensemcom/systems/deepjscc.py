@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..frame import SemanticFrame
-from .base import LinkContext, Option, SemanticSystem, as_image
+from .base import LinkContext, Option, SemanticSystem, as_image, header_size
 from .registry import register_system
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
@@ -119,12 +119,13 @@ class DeepJSCC(SemanticSystem):
         if frame.crc_ok is False:
             return None
         shape = frame.header.get("shape")
-        size = frame.header.get("size")
-        if not shape or not size or int(np.prod(shape)) != frame.analog.size:
+        size = header_size(frame.header.get("size"))
+        if not (isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)) \
+                or size is None or int(np.prod(shape)) != frame.analog.size:
             return None
         snr = self._snr(ctx)
         z = torch.from_numpy(frame.analog.reshape(shape).copy()).to(self.device).unsqueeze(0)
         with torch.no_grad():
-            out = self.model.decode(z, torch.tensor([snr], device=self.device), (int(size[0]), int(size[1])))
+            out = self.model.decode(z, torch.tensor([snr], device=self.device), size)
         out = out[0].clamp(0, 1).mul(255.0).round().byte().permute(1, 2, 0).cpu().numpy()
         return np.ascontiguousarray(out)

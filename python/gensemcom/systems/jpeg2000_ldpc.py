@@ -45,7 +45,7 @@ import numpy as np
 from ..frame import SemanticFrame, pack_digital
 from ..phy.digital import DigitalLink
 from ..phy.framing import LEN_BYTES
-from .base import LinkContext, Option, SemanticSystem, as_image
+from .base import MAX_IMAGE_PIXELS, LinkContext, Option, SemanticSystem, as_image
 from .registry import register_system
 
 #: Default channel-use budget when the context gives none: this fraction of 3*H*W.
@@ -192,6 +192,8 @@ def j2k_decode(codestream: bytes) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(bytes(codestream))) as im:
+        if im.size[0] * im.size[1] > MAX_IMAGE_PIXELS:  # checked before the pixels are decoded
+            raise ValueError(f"codestream announces {im.size[0]} x {im.size[1]}, over {MAX_IMAGE_PIXELS} pixels")
         im.load()
         return np.asarray(im.convert("RGB")).copy()
 

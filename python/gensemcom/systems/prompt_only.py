@@ -26,7 +26,7 @@ import numpy as np
 
 from ..frame import SemanticFrame
 from ._caption_diffusion import CAPTION_DIFFUSION_OPTIONS, CaptionDiffusionSystem
-from .base import LinkContext, Option, as_image
+from .base import LinkContext, Option, as_image, header_size
 from .registry import register_system
 
 PROFILES = {
@@ -98,15 +98,16 @@ class PromptOnly(CaptionDiffusionSystem):
         h = frame.header or {}
         try:
             seed = int(h.get("seed", self.seed))
-            size = h.get("size")
-            size = (int(size[0]), int(size[1])) if size else None
+            size = header_size(h["size"]) if "size" in h else None
+            if "size" in h and size is None:
+                return None  # a size the receiver refuses to render
             if h.get("dt") == "utf8":
                 kw = {"prompt": frame.digital.decode("utf-8")}
             else:
                 ids = unpack_ids(frame.digital, h.get("dt", ""))
                 with PIPE_LOCK:
                     kw = {"prompt_embeds": encode_ids(self.pipe, ids)}
-        except (TypeError, ValueError, IndexError, UnicodeDecodeError):
+        except (TypeError, ValueError, IndexError, UnicodeDecodeError, OverflowError):
             return None
         with PIPE_LOCK:
             return generate(self.pipe, seed, self.resolution, self.resolution, self.gen_steps, self.guidance,

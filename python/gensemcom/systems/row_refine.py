@@ -27,7 +27,7 @@ import numpy as np
 
 from ..codecs import CodecError, pack_ids, unpack_ids
 from ..frame import SemanticFrame
-from .base import LinkContext, Option, SemanticSystem, as_image
+from .base import LinkContext, Option, SemanticSystem, as_image, header_size
 from .registry import register_system
 
 
@@ -93,10 +93,8 @@ class RowRefine(SemanticSystem):
         if ctx.round == 0:
             y = frame.segment("pixels")
             means = np.frombuffer(frame.digital, np.uint8)
-            size = frame.header.get("size")
-            if not frame.crc_ok or y.size != 3 * self.res * self.res or means.size != self.res \
-                    or not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 0 < v <= 8192
-                                                                            for v in size)):
+            size = header_size(frame.header.get("size"))
+            if not frame.crc_ok or y.size != 3 * self.res * self.res or means.size != self.res or size is None:
                 return None  # the header (and the scale of the pixels) is lost: nothing to show
             st.update(image=np.clip(y.reshape(self.res, self.res, 3) + 0.5, 0.0, 1.0), size=size, means=means)
             return self._out(st)

@@ -11,10 +11,21 @@ Follows the ZMQ guide's "paranoid pirate" pattern:
 The broker gives each request a ticket and sends it to the live worker with the
 fewest outstanding requests (below its announced capacity; ties go to the one
 idle longest), so load spreads and a worker can still batch. A worker that
-misses ``liveness`` heartbeats, or says DISCONNECT, is dropped and its
-outstanding requests go back to the head of the queue for another worker (at
-most ``max_redispatch`` times, then an error reply ``worker_lost``). Late
-replies from a dropped worker are discarded, so a client never gets two.
+misses ``liveness`` heartbeats, or says DISCONNECT, is dropped ("lost"), and a
+request it held may be what killed or wedged it, so the broker never hands a
+request that could be poison to a healthy worker beside other work:
+
+* a request that was the only one on the lost worker gets an error reply
+  ``worker_lost`` at once (it is the prime suspect, and re-sending it could
+  take the next worker down too);
+* a request that shared the lost worker with others goes back to the head of
+  the queue as a *suspect*: it is sent only to an idle worker, alone (nothing
+  else is sent there until it is answered), so a second loss convicts it;
+* a request lost with ``max_lost`` workers (default 2) is never sent again.
+
+A request a worker answered, error replies included, is forwarded and never
+retried. Late replies from a dropped worker are discarded, so a client never
+gets two.
 Requests wait in a bounded queue while no worker is free; those older than
 ``request_ttl_s`` get an error reply ``no_worker``.
 
@@ -57,6 +68,7 @@ class Pending:
     method: str
     t0: float
     attempts: int = 0
+    lost: int = 0  # workers that died or went silent while holding it
 
 
 @dataclass
@@ -74,6 +86,11 @@ class WorkerSlot:
     last_used: float = 0.0
     summary: Dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def isolating(self) -> bool:
+        """True while it holds a suspect request (which runs alone)."""
+        return any(p.lost for p in self.outstanding.values())
+
     def describe(self) -> Dict[str, Any]:
         return {"name": self.name, "capacity": self.capacity, "outstanding": len(self.outstanding),
                 "dispatched": self.dispatched, "answered": self.answered, "reported": self.summary}
@@ -89,7 +106,9 @@ class Broker:
         liveness: Missed heartbeats before a worker is declared dead.
         curve_keys: CURVE key directory (required for non-loopback binds).
         max_queue: Most requests waiting for a worker; more get ``overloaded``.
-        max_redispatch: Times a request is re-sent after its worker died.
+        max_lost: Most workers a request may be lost with; then (and at once if it
+            was alone on the lost worker) it gets ``worker_lost`` instead of being
+            re-sent. 1 never re-sends a request.
         request_ttl_s: Queued requests older than this get ``no_worker``.
         max_bytes: Largest request accepted (header plus buffers).
 
@@ -99,7 +118,7 @@ class Broker:
 
     def __init__(self, frontend: str = DEFAULT_FRONTEND, backend: str = DEFAULT_BACKEND, *,
                  heartbeat_ms: int = 1000, liveness: int = 3, curve_keys: Optional[str] = None,
-                 max_queue: int = 10000, max_redispatch: int = 2, request_ttl_s: float = 60.0,
+                 max_queue: int = 10000, max_lost: int = 2, request_ttl_s: float = 60.0,
                  max_bytes: int = wire.DEFAULT_MAX_BYTES):
         check_bind(frontend, curve_keys)
         check_bind(backend, curve_keys)
@@ -108,7 +127,7 @@ class Broker:
         self.liveness = max(1, int(liveness))
         self.keys = CurveKeys(curve_keys) if curve_keys else None
         self.max_queue = max_queue
-        self.max_redispatch = max_redispatch
+        self.max_lost = max(1, int(max_lost))
         self.request_ttl_s = request_ttl_s
         self.max_bytes = max_bytes
         self.counters = Counters()
@@ -225,14 +244,19 @@ class Broker:
                 except zmq.ZMQError:
                     pass
 
-    @staticmethod
-    def _drain(sock: zmq.Socket, handler: Any) -> None:
+    def _drain(self, sock: zmq.Socket, handler: Any) -> None:
         for _ in range(512):
             try:
                 frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            handler(frames)
+            try:
+                handler(frames)
+            except zmq.ContextTerminated:
+                raise
+            except Exception:  # one bad message must not stop the broker
+                log.exception("broker: dropped a message of %d frames", len(frames))
+                self.counters.inc("internal_errors")
 
     # ------------------------------------------------------------------ clients
     def _reply_error(self, envelope: Frames, rid: int, method: str, code: str, message: str) -> None:
@@ -247,6 +271,16 @@ class Broker:
         else:
             envelope, body = frames[:1], frames[1:]
         self.counters.inc("requests")
+        try:
+            self._on_request(envelope, body)
+        except zmq.ContextTerminated:
+            raise
+        except Exception as exc:  # answer and keep serving
+            log.exception("broker: request failed unexpectedly")
+            self._reply_error(envelope, 0, "", "internal_error",
+                              f"the broker failed on this request: {type(exc).__name__}: {exc}")
+
+    def _on_request(self, envelope: Frames, body: Frames) -> None:
         if not body:
             return self._reply_error(envelope, 0, "", "truncated", "empty message (no header frame)")
         try:
@@ -324,14 +358,18 @@ class Broker:
         else:
             log.info("worker %s %s", slot.name, why)
         for p in lost:
-            if p.attempts > self.max_redispatch:
+            p.lost += 1
+            if len(lost) == 1 or p.lost >= self.max_lost:
+                # it may be what killed the worker: answer instead of risking another one
+                self.counters.inc("lost_requests")
                 self._reply_error(p.envelope, p.request_id, p.method, "worker_lost",
                                   f"worker {slot.name} {why} while serving the request "
-                                  f"({p.attempts} attempts)")
+                                  f"({'alone' if len(lost) == 1 else f'with {len(lost) - 1} others'}; "
+                                  f"lost with {p.lost} worker(s)); not re-sent, as it may have caused that")
                 continue
             self.counters.inc("redispatched")
             with self._lock:
-                self.queue.appendleft(p)
+                self.queue.appendleft(p)  # a suspect: runs alone on its next worker
 
     def _purge(self, now: float) -> None:
         for wid in [w for w, s in self.workers.items() if s.expiry < now]:
@@ -344,7 +382,9 @@ class Broker:
 
     def _dispatch(self) -> None:
         while self.queue:
-            free = [s for s in self.workers.values() if len(s.outstanding) < s.capacity]
+            free = [s for s in self.workers.values() if len(s.outstanding) < s.capacity and not s.isolating]
+            if self.queue[0].lost:  # a suspect goes alone to an idle worker
+                free = [s for s in free if not s.outstanding]
             if not free:
                 return
             slot = min(free, key=lambda s: (len(s.outstanding), s.last_used))

@@ -53,6 +53,9 @@ def _add_broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--liveness", type=int, default=3,
                    help="missed heartbeats before a worker counts as dead (default: %(default)s)")
     p.add_argument("--max-queue", type=int, default=10000, help="requests waiting for a worker (default: %(default)s)")
+    p.add_argument("--max-lost", type=int, default=2,
+                   help="most workers a request may be lost with before it gets 'worker_lost' (1: never "
+                        "re-send; a request alone on a lost worker is never re-sent) (default: %(default)s)")
     p.add_argument("--max-bytes", type=int, default=wire.DEFAULT_MAX_BYTES,
                    help="largest request in bytes (default: %(default)s)")
     p.add_argument("--announce", action="store_true", help=argparse.SUPPRESS)
@@ -290,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
             from .broker import Broker
 
             broker = Broker(args.frontend, args.backend, heartbeat_ms=args.heartbeat_ms, liveness=args.liveness,
-                            curve_keys=args.curve_keys, max_queue=args.max_queue, max_bytes=args.max_bytes)
+                            curve_keys=args.curve_keys, max_queue=args.max_queue, max_bytes=args.max_bytes,
+                            max_lost=args.max_lost)
             return _serve(broker, args, "frontend_endpoint")
         if args.status:
             return _print_status(args)

@@ -183,6 +183,11 @@ class WorkerClient:
         max_bytes: Largest reply accepted.
         local_args: Extra arguments for an auto-started local worker.
         startup_timeout_s: Longest wait for an auto-started worker.
+        liveness_ms: While a call waits for its reply, :meth:`ping` the worker every
+            ``liveness_ms``; two failed pings in a row end the call at once with
+            :class:`WorkerUnavailable` (a dead, absent or wedged worker, or no ZMQ
+            server at all), however long ``timeout_ms`` is. A busy worker answers
+            pings, so a long model call is not cut short. None: no probing.
 
     Example:
         >>> with WorkerClient("tcp://127.0.0.1:5555") as client:   # doctest: +SKIP
@@ -191,7 +196,8 @@ class WorkerClient:
 
     def __init__(self, address: Optional[str] = None, *, profile: str = "", timeout_ms: int = 5000,
                  retries: int = 2, curve_keys: Optional[str] = None, max_bytes: int = wire.DEFAULT_MAX_BYTES,
-                 local_args: Sequence[str] = (), startup_timeout_s: float = 60.0):
+                 local_args: Sequence[str] = (), startup_timeout_s: float = 60.0,
+                 liveness_ms: Optional[int] = None):
         if profile and profile not in wire.PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(wire.PROFILES)}")
         if timeout_ms <= 0 or retries < 0:
@@ -205,6 +211,7 @@ class WorkerClient:
         self.timeout_ms = int(timeout_ms)
         self.retries = int(retries)
         self.max_bytes = max_bytes
+        self.liveness_ms = int(liveness_ms) if liveness_ms else None
         self.keys = CurveKeys(curve_keys) if curve_keys else None
         self.counters = Counters()
         self._ctx = zmq.Context()
@@ -273,7 +280,7 @@ class WorkerClient:
                 self.counters.inc("retries")
             try:
                 sock.send_multipart(frames, copy=False)
-                if sock.poll(timeout, zmq.POLLIN):
+                if self._wait(sock, timeout, method):
                     reply = sock.recv_multipart(copy=False)
                     return self._finish(reply, rid, method, t0, attempt)
             except zmq.ZMQError as exc:
@@ -288,6 +295,27 @@ class WorkerClient:
         self.counters.inc("unavailable")
         raise WorkerUnavailable(f"no worker answered {method!r} at {self.address} "
                                 f"({tries} attempts x {timeout} ms)")
+
+    def _wait(self, sock: zmq.Socket, timeout: int, method: str) -> bool:
+        """Wait up to ``timeout`` ms for a reply on ``sock``; with :attr:`liveness_ms`,
+        probe the worker meanwhile and give up at once when it is gone."""
+        if not self.liveness_ms or timeout <= self.liveness_ms:
+            return bool(sock.poll(timeout, zmq.POLLIN))
+        deadline = time.monotonic() + timeout / 1e3
+        misses = 0
+        while True:
+            left = int((deadline - time.monotonic()) * 1e3)
+            if left <= 0:
+                return False
+            if sock.poll(min(left, self.liveness_ms), zmq.POLLIN):
+                return True
+            misses = 0 if self.ping(min(self.liveness_ms, 2000)) else misses + 1
+            if misses >= 2:
+                self._drop_socket(sock)
+                self.counters.inc("failures")
+                self.counters.inc("unavailable")
+                raise WorkerUnavailable(f"the worker at {self.address} does not answer (waiting for {method!r}: "
+                                        f"two liveness probes {self.liveness_ms} ms apart failed)")
 
     def _finish(self, frames: List[Any], rid: int, method: str, t0: float, attempt: int) -> Reply:
         try:
@@ -311,12 +339,45 @@ class WorkerClient:
         return self.call("status", timeout_ms=timeout_ms).meta
 
     def ping(self, timeout_ms: int = 1000) -> bool:
-        """True if the worker answers ``status`` within ``timeout_ms`` (no retries)."""
+        """Tell a live worker (or broker) from a dead or wedged one.
+
+        Sends ``status`` once, on a fresh socket of its own (not the calling
+        thread's, so a call in progress elsewhere is not disturbed), and waits at
+        most ``timeout_ms``. A worker answers ``status`` on its I/O thread even
+        while a model computes, so a *busy* worker answers at once; a worker whose
+        process died or whose I/O thread is stuck does not. Pings are not counted
+        in :meth:`stats`.
+
+        Args:
+            timeout_ms: Longest wait for the reply.
+
+        Returns:
+            True if a well-formed ``status`` reply to this ping arrived in time,
+            else False; never raises.
+        """
+        sock = None
         try:
-            self.call("status", timeout_ms=timeout_ms, retries=0)
-            return True
-        except (WorkerUnavailable, WorkerError):
+            with self._lock:
+                if self._closed:
+                    return False
+                sock = self._ctx.socket(zmq.REQ)
+            sock.linger = 0
+            sock.sndtimeo = max(1, int(timeout_ms))
+            if self.keys is not None:
+                self.keys.apply_client(sock)
+            sock.connect(self.address)
+            rid = next(self._ids) & 0x7FFFFFFFFFFFFFFF
+            sock.send_multipart(wire.encode_request(rid, "status"))
+            if not sock.poll(max(1, int(timeout_ms)), zmq.POLLIN):
+                return False
+            msg = wire.decode(sock.recv_multipart(), self.max_bytes)
+            return msg.kind == wire.KIND_OK and msg.request_id == rid
+        except Exception as exc:  # whatever went wrong, the answer is "not alive"
+            log.debug("ping %s: %s: %s", self.address, type(exc).__name__, exc)
             return False
+        finally:
+            if sock is not None:
+                sock.close(0)
 
     def stats(self) -> Dict[str, Any]:
         """Client statistics: requests, ok, failures, retries, latency p50/p95/p99 (ms)."""

@@ -11,6 +11,12 @@ Two threads per server:
   at most ``max_wait_ms`` after the first arrived), runs the handler once and
   splits the outputs into replies.
 
+Nothing a request carries can stop the server: every failure on the request
+path (decoding, validation, batching, the handler, encoding the reply) becomes
+an error reply with a documented code (``internal_error`` for anything
+unforeseen, logged with its traceback), and both threads catch everything per
+message and keep serving.
+
 The server either binds a ROUTER socket that clients (REQ or DEALER) connect
 to, or connects a DEALER to a :class:`~gensemcom.worker.broker.Broker`
 backend (ZMQ guide "paranoid pirate" worker). Nothing a request carries is
@@ -64,7 +70,8 @@ def batch_key(msg: wire.Message, profile: str) -> Tuple:
     """Requests with equal keys may be merged into one batch.
 
     The key holds the method, profile, each array's name, dtype and shape
-    without dim 0, and the request's meta (packed canonically).
+    without dim 0, and the request's meta (packed canonically; :func:`wire.decode`
+    guarantees its keys are strings, so they sort).
     """
     shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in msg.arrays.items())
     meta = msgpack.packb(sorted(msg.meta.items()), use_bin_type=True) if msg.meta else b""
@@ -333,37 +340,77 @@ class WorkerServer:
         return envelope + wire.encode_error(rid, method, code, message)
 
     def _accept(self, envelope: Frames, body: Frames) -> Optional[Frames]:
-        """Validate one request; returns reply frames for errors and inline methods, else queues it."""
+        """Validate one request; returns reply frames for errors and inline methods, else queues it.
+
+        Never raises: an unforeseen exception becomes an ``internal_error`` reply.
+        """
         t0 = time.perf_counter()
         self.counters.inc("requests")
+        rid, method = 0, ""
         try:
             msg = wire.decode(body, self.max_bytes)
-        except wire.WireError as exc:
-            return self._error(envelope, exc.request_id, "", exc.code, exc.message)
-        try:
+            rid, method = msg.request_id, msg.method
             if msg.kind != wire.KIND_REQUEST:
                 raise RequestError("bad_kind", f"expected a request, got kind {msg.kind!r}")
             spec = self.registry.get(msg.method)
             spec.check(msg.arrays)
+            self.counters.inc("method:" + msg.method)
+            profile = msg.profile or self.profile
+            job = Job(envelope, msg, spec, profile, t0)
+            if spec.inline:
+                return self._execute([job])[0]
+            if spec.batchable:
+                job.key = batch_key(msg, profile)
+            self.batcher.put(job)
+            return None
+        except wire.WireError as exc:
+            return self._error(envelope, exc.request_id or rid, method, exc.code, exc.message)
         except RequestError as exc:
-            return self._error(envelope, msg.request_id, msg.method, exc.code, exc.message)
-        self.counters.inc("method:" + msg.method)
-        profile = msg.profile or self.profile
-        job = Job(envelope, msg, spec, profile, t0)
-        if spec.inline:
-            return self._execute([job])[0]
-        if spec.batchable:
-            job.key = batch_key(msg, profile)
-        self.batcher.put(job)
-        return None
+            return self._error(envelope, rid, method, exc.code, exc.message)
+        except Exception as exc:  # a bug reached by a request: answer it, log it, keep serving
+            log.exception("request %s (%s) failed unexpectedly", rid, method)
+            return self._internal_error(envelope, rid, method, exc)
+
+    def _internal_error(self, envelope: Frames, rid: int, method: str, exc: BaseException) -> Optional[Frames]:
+        try:
+            return self._error(envelope, rid, method, "internal_error",
+                               f"the worker failed on this request: {type(exc).__name__}: {exc}")
+        except Exception:  # not even an error reply can be built (e.g. an id msgpack cannot hold)
+            log.exception("cannot build an error reply for request %r", rid)
+            try:
+                return self._error(envelope, 0, "", "internal_error", f"{type(exc).__name__}")
+            except Exception:
+                return None
+
+    def handle_request(self, body: Frames) -> Optional[Frames]:
+        """Answer one request in the calling thread, without sockets (tests, fuzzing).
+
+        Runs the whole request path of the I/O thread, and for a queued method
+        the compute step as well. Use it on a server that was not started.
+
+        Args:
+            body: The request frames (header first), as a client sends them.
+
+        Returns:
+            The reply frames (``ok`` or ``err``), or None if no reply could be built.
+        """
+        reply = self._accept([], body)
+        if reply is not None:
+            return reply
+        batch = self.batcher.take(self._stop)
+        try:
+            replies = self._run_batch(batch or [])
+        finally:
+            self.batcher.done()
+        return replies[0] if replies else None
 
     def _execute(self, jobs: List[Job]) -> List[Frames]:
-        """Run one (possibly merged) call and build the replies."""
+        """Run one (possibly merged) call and build the replies; a failure becomes error replies."""
         first = jobs[0]
         spec, msg = first.spec, first.msg
-        device = (self._device or self._device_req) if spec.inline else self.device
-        ctx = CallContext(first.profile, device, self.models, dict(msg.meta), len(jobs), self)
         try:
+            device = (self._device or self._device_req) if spec.inline else self.device
+            ctx = CallContext(first.profile, device, self.models, dict(msg.meta), len(jobs), self)
             if len(jobs) == 1:
                 inputs = msg.arrays
             else:
@@ -389,6 +436,16 @@ class WorkerServer:
         for j in jobs:
             self.counters.latency(now - j.t0)
         return replies
+
+    def _run_batch(self, batch: List[Job]) -> List[Frames]:
+        """:meth:`_execute` with a last guard: whatever happens, every job gets a reply."""
+        try:
+            return self._execute(batch)
+        except Exception as exc:
+            log.exception("batch of %d %s requests failed unexpectedly", len(batch),
+                          batch[0].msg.method if batch else "?")
+            replies = [self._internal_error(j.envelope, j.msg.request_id, j.msg.method, exc) for j in batch]
+            return [r for r in replies if r is not None]
 
     @staticmethod
     def _split(out: Dict[str, np.ndarray], jobs: List[Job]) -> List[Dict[str, np.ndarray]]:
@@ -422,11 +479,16 @@ class WorkerServer:
                 if batch is None:
                     break
                 try:
-                    replies = self._execute(batch)
+                    replies = self._run_batch(batch)
                 finally:
                     self.batcher.done()
                 for frames in replies:
-                    push.send_multipart(frames, copy=False)
+                    try:
+                        push.send_multipart(frames, copy=False)
+                    except zmq.ContextTerminated:
+                        raise
+                    except Exception:  # one reply lost is logged, the loop goes on
+                        log.exception("cannot queue a reply")
         except zmq.ContextTerminated:
             pass
         finally:
@@ -477,15 +539,17 @@ class WorkerServer:
                             break
                         if broker_mode:
                             broker_expiry = time.monotonic() + self.heartbeat_s * self.liveness
-                            reply = self._on_broker(frames)
-                            if reply == "reconnect":
-                                broker_expiry = 0.0
-                                break
-                        else:
-                            env, body = self._split_direct(frames)
-                            reply = self._accept(env, body)
+                        reply = self._on_message(frames, broker_mode)
+                        if reply == "reconnect":
+                            broker_expiry = 0.0
+                            break
                         if isinstance(reply, list):
-                            front.send_multipart(reply, copy=False)
+                            try:
+                                front.send_multipart(reply, copy=False)
+                            except zmq.ContextTerminated:
+                                raise
+                            except zmq.ZMQError as exc:
+                                log.warning("cannot send a reply: %s", exc)
                 if broker_mode:
                     now = time.monotonic()
                     if now >= next_hb:
@@ -515,6 +579,19 @@ class WorkerServer:
                     sock.close(0)
                 except zmq.ZMQError:
                     pass
+
+    def _on_message(self, frames: Frames, broker_mode: bool) -> Any:
+        """One message from the front socket: reply frames, None or ``"reconnect"``; never raises."""
+        try:
+            if broker_mode:
+                return self._on_broker(frames)
+            env, body = self._split_direct(frames)
+            return self._accept(env, body)
+        except Exception:  # _accept answers its own failures; this only guards the framing
+            log.exception("dropped a malformed message of %d frames", len(frames))
+            self.counters.inc("errors")
+            self.counters.inc("error:internal_error")
+            return None
 
     def _on_broker(self, frames: Frames) -> Any:
         cmd = frames[0].bytes if frames else b""

@@ -114,7 +114,13 @@ def _system(ctx: CallContext):
         raise RequestError("model_unavailable", str(e)) from None
     if profile not in model_names().get(f"system.{name}", ()):  # a system registered after start-up
         register_model(f"system.{name}", profile)(_system_loader(name, profile))
-    return ctx.model(f"system.{name}")
+    try:
+        return ctx.model(f"system.{name}")
+    except RequestError:
+        raise
+    except (OSError, ValueError, LookupError, NotImplementedError, ImportError, RuntimeError) as e:
+        # models that cannot be loaded (not in the cache, no hub, missing weights): the loader says which
+        raise RequestError("model_unavailable", f"{name} ({profile} profile): {e}") from None
 
 
 def _context(meta: Dict[str, Any], side: str, system):
@@ -167,7 +173,10 @@ def semantic_encode(ctx: CallContext, arrays: Dict[str, np.ndarray]):
         lctx.feedback = _frame(arrays, ctx.meta, system.name, "fb_")
     elif lctx.round > 0:
         raise RequestError("bad_arrays", f"round {lctx.round} of {system.name} needs the feedback frame (fb_*)")
-    frame = system.encode(np.ascontiguousarray(arrays["image"]), lctx)
+    try:
+        frame = system.encode(np.ascontiguousarray(arrays["image"]), lctx)
+    except ValueError as e:  # the request cannot be served as asked (a budget too small for the image, ...)
+        raise RequestError("bad_request", f"{system.name}: {e}") from None
     out, meta = to_arrays(frame)
     meta["frame_meta"] = plain_meta(frame.meta)
     return out, meta
@@ -180,12 +189,7 @@ def semantic_load(ctx: CallContext, arrays: Dict[str, np.ndarray]):
     ``model_unavailable`` error whose message says which model and how to provide it
     (used by ``gensemcom link`` before it starts a flowgraph)."""
     name = ctx.meta.get("system") if isinstance(ctx.meta, dict) else None
-    try:
-        system = _system(ctx)
-    except RequestError:
-        raise
-    except (OSError, ValueError, LookupError, NotImplementedError, ImportError, RuntimeError) as e:
-        raise RequestError("model_unavailable", f"{name} ({ctx.profile} profile): {e}") from None
+    system = _system(ctx)
     return {}, {"system": name, "profile": ctx.profile, "max_rounds": int(system.max_rounds)}
 
 

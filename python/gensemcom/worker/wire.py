@@ -24,7 +24,9 @@ Each buffer frame holds the C-contiguous, little-endian bytes of one array,
 sent zero-copy (``copy=False``) and received with :func:`numpy.frombuffer`.
 Every field is validated on receive; anything wrong raises :class:`WireError`
 whose ``code`` and message name the problem, so the server can reply with an
-error and keep serving.
+error and keep serving. :func:`decode` is total: any list of frames gives a
+:class:`Message` or a :class:`WireError`, nothing else, and it allocates no
+array before the header's shapes and dtypes agree with the frames' lengths.
 """
 from __future__ import annotations
 
@@ -77,8 +79,9 @@ class WireError(ValueError):
     """A message that does not follow the wire format.
 
     Args:
-        code: Short machine-readable code (``bad_header``, ``bad_dtype``,
-            ``size_mismatch``, ``oversized``, ``truncated``, ...).
+        code: Short machine-readable code (``bad_header``, ``bad_meta``,
+            ``bad_dtype``, ``bad_shape``, ``size_mismatch``, ``oversized``,
+            ``truncated``, ``bad_buffer``, ...).
         message: Human-readable explanation naming the problem.
         request_id: The request id if it could be read from the header.
     """
@@ -251,7 +254,13 @@ def _frame_len(frame: Any) -> int:
     if isinstance(frame, (bytes, bytearray)):
         return len(frame)
     buf = getattr(frame, "buffer", frame)  # zmq.Frame -> memoryview
-    return memoryview(buf).nbytes
+    try:
+        view = memoryview(buf)
+    except TypeError:
+        raise WireError("bad_buffer", f"a frame is a {type(frame).__name__}, not a bytes buffer") from None
+    if not view.c_contiguous:
+        raise WireError("bad_buffer", "a frame is not a contiguous buffer")
+    return view.nbytes
 
 
 def _frame_buffer(frame: Any) -> Any:
@@ -298,13 +307,28 @@ def _check_desc(i: int, desc: Any, request_id: int) -> Tuple[str, np.dtype, Tupl
                         f"supported: {', '.join(DTYPES)}", request_id)
     if not isinstance(shape, (list, tuple)) or len(shape) > MAX_NDIM or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**40 for d in shape):
-        raise WireError("bad_shape", f"array {name!r} has invalid shape {shape!r} "
+        raise WireError("bad_shape", f"array {name!r} has invalid shape {shape!r:.80} "
                         f"(a list of at most {MAX_NDIM} non-negative ints)", request_id)
     return name, DTYPES[dname], tuple(shape)
 
 
+def _check_meta(meta: Any, request_id: int) -> Dict[str, Any]:
+    if not isinstance(meta, dict):
+        raise WireError("bad_meta", f"meta must be a map, got a {type(meta).__name__}", request_id)
+    bad = [k for k in meta if not isinstance(k, str)]
+    if bad:
+        raise WireError("bad_meta", f"meta keys must be strings, got {bad[0]!r:.40} "
+                        f"({type(bad[0]).__name__})", request_id)
+    return meta
+
+
 def decode(frames: Sequence[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Decode and validate a message.
+
+    Total: whatever the frames hold, the result is a :class:`Message` or a
+    :class:`WireError`. Every array's declared dtype and shape are checked
+    against its frame's length (and the declared total against ``max_bytes``)
+    before any array is made, so a header that lies allocates nothing.
 
     Args:
         frames: The frames (bytes or :class:`zmq.Frame`), header first.
@@ -316,6 +340,11 @@ def decode(frames: Sequence[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message
     Raises:
         WireError: If anything in the message is malformed, naming the problem.
     """
+    if not isinstance(frames, (list, tuple)):
+        try:
+            frames = list(frames)
+        except TypeError:
+            raise WireError("bad_buffer", f"frames must be a sequence, got a {type(frames).__name__}") from None
     if not frames:
         raise WireError("truncated", "empty message (no header frame)")
     total = sum(_frame_len(f) for f in frames)
@@ -325,21 +354,21 @@ def decode(frames: Sequence[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message
     if total > max_bytes:
         raise WireError("oversized", f"message of {total} bytes exceeds the limit of {max_bytes} bytes", rid)
     if header.get("v") != VERSION:
-        raise WireError("bad_version", f"protocol version {header.get('v')!r} not supported (expected {VERSION})", rid)
+        raise WireError("bad_version", f"protocol version {header.get('v')!r:.40} not supported "
+                        f"(expected {VERSION})", rid)
     if not isinstance(header.get("id"), int) or isinstance(header.get("id"), bool):
         raise WireError("bad_header", "request id missing or not an int")
     kind = header.get("k")
     if kind not in (KIND_REQUEST, KIND_OK, KIND_ERROR):
-        raise WireError("bad_header", f"unknown message kind {kind!r}", rid)
+        raise WireError("bad_header", f"unknown message kind {kind!r:.40}", rid)
     method = header.get("m")
     if not isinstance(method, str) or len(method) > MAX_NAME_LEN:
         raise WireError("bad_header", "method missing, not a string, or too long", rid)
     profile = header.get("p", "")
     if not isinstance(profile, str) or (profile and profile not in PROFILES):
-        raise WireError("bad_profile", f"unknown model profile {profile!r}; known: {', '.join(PROFILES)}", rid)
-    meta = header.get("meta", {})
-    if not isinstance(meta, dict):
-        raise WireError("bad_header", "meta must be a map", rid)
+        raise WireError("bad_profile", f"unknown model profile {profile!r:.40}; known: {', '.join(PROFILES)}",
+                        rid)
+    meta = _check_meta(header.get("meta", {}), rid)
     descs = header.get("a", [])
     if not isinstance(descs, (list, tuple)) or len(descs) > MAX_ARRAYS:
         raise WireError("bad_header", f"array list missing or longer than {MAX_ARRAYS}", rid)
@@ -353,20 +382,26 @@ def decode(frames: Sequence[Any], max_bytes: int = DEFAULT_MAX_BYTES) -> Message
         name, dt, shape = _check_desc(i, desc, rid)
         if name in arrays:
             raise WireError("bad_name", f"array name {name!r} appears twice", rid)
-        count = 1
+        count = extent = 1
         for d in shape:
             count *= d
+            extent *= max(d, 1)
+        # the declaration must match the frame before any array is made; as every frame
+        # counts towards ``total``, all arrays together stay within ``max_bytes``
         expected = count * dt.itemsize
         got = _frame_len(frames[i + 1])
         if got != expected:
             raise WireError("size_mismatch", f"array {name!r} ({dt.name} {list(shape)}) needs {expected} bytes "
                             f"but its frame has {got}", rid)
+        if extent * dt.itemsize > max_bytes:  # an empty array whose other dims are absurd
+            raise WireError("bad_shape", f"array {name!r} declares shape {list(shape)}, beyond the "
+                            f"{max_bytes}-byte limit", rid)
         arr = np.frombuffer(_frame_buffer(frames[i + 1]), dtype=dt, count=count) if count else np.empty(0, dt)
         arrays[name] = arr.reshape(shape)
     error = header.get("e", "") if kind == KIND_ERROR else ""
     code = header.get("code", "") if kind == KIND_ERROR else ""
     return Message(kind=kind, request_id=rid, method=method, profile=profile, arrays=arrays, meta=meta,
-                   error=str(error), code=str(code))
+                   error=str(error)[:4000], code=str(code)[:MAX_NAME_LEN])
 
 
 # --------------------------------------------------------------------------- broker <-> worker

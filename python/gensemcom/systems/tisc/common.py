@@ -14,7 +14,7 @@ import numpy as np
 
 from ...frame import SemanticFrame
 from .._caption_diffusion import TorchSystem
-from ..base import LinkContext, Option, as_image
+from ..base import LinkContext, Option, as_image, header_size
 
 PLACEHOLDER = "<*>"
 
@@ -167,10 +167,11 @@ class TISCBase(TorchSystem):
         try:
             kept = unpack_ids(frame.digital, h.get("dt", ""))
             pos, norm, seed = int(h["pos"]), float(h["norm"]), int(h.get("seed", self.seed))
-            size = h.get("size")
-            size = (int(size[0]), int(size[1])) if size else None
-        except (KeyError, TypeError, ValueError, IndexError):
+            size = header_size(h["size"]) if "size" in h else None
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
             return None
+        if "size" in h and size is None:
+            return None  # a size the receiver refuses to render (malformed, or over MAX_IMAGE_PIXELS)
         if not 0 <= pos <= len(kept) or not np.isfinite(norm) or norm <= 0 or any(i >= self.vocab_size for i in kept):
             return None
         ids = kept[:pos] + [self.token_id] + kept[pos:]
