@@ -1,6 +1,5 @@
 """Hostile input and faults outside the worker: sizes read from the air, headers that pass
 their CRC but lie, and the link command keeping every result (issue: hostile input)."""
-import os
 import signal
 import subprocess
 import sys
@@ -27,7 +26,7 @@ def test_header_size_refuses_what_it_cannot_render():
 
 @pytest.mark.parametrize("name,profile", [("deepjscc", "tiny"), ("row-refine", "tiny"), ("tisc", "embedded")])
 def test_a_frame_asking_for_a_huge_image_renders_nothing(name, profile):
-    from gensemcom.link import FrameLink, PhyConfig
+    from gensemcom.link import FrameLink
 
     s = systems.build(name, profile, **({"progress": False, "ti_steps": 2} if name == "tisc" else {}))
     img = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
@@ -38,7 +37,6 @@ def test_a_frame_asking_for_a_huge_image_renders_nothing(name, profile):
     t0 = time.perf_counter()
     assert s.decode(huge, systems.LinkContext(20.0)) is None
     assert time.perf_counter() - t0 < 5.0  # refused, not rendered
-    del PhyConfig
 
 
 def test_frame_demapper_survives_a_lying_header_and_keeps_serving():
@@ -194,13 +192,13 @@ def test_a_worker_killed_during_a_link_is_replaced_or_each_image_reported(tmp_pa
                                                        snr_db=20.0, timeout_s=120, progress=False))
 
     base = _encodes(addr)
-    t0 = time.monotonic()
     th = threading.Thread(target=run)
     th.start()
     wait_for(lambda: _encodes(addr) > base, 60, "the worker encoding")
+    t_kill = time.monotonic()
     victim.proc.send_signal(signal.SIGKILL)
     th.join(120)
-    assert not th.is_alive() and time.monotonic() - t0 < 60
+    assert not th.is_alive() and time.monotonic() - t_kill < 30, time.monotonic() - t_kill
     rows = out["report"]["images"]
     assert len(rows) == 3
     for row in rows:
