@@ -261,3 +261,15 @@ def test_return_link_block_carries_a_frame(channel):
     x = got.segment("x")  # MMSE-equalised: fades shrink symbols towards 0
     assert np.allclose(x, 1.0, atol=0.3) if channel == "awgn" else (np.all(np.isfinite(x)) and abs(x.mean() - 1) < 0.5)
     assert back.channel_uses(got.meta["digital_bytes"]) == 1152  # one QPSK rate-1/2 code block
+
+
+def test_worker_null_options_take_their_defaults(worker):
+    """A request whose meta holds null PHY options (found by the fuzz bench: a model_error
+    TypeError inside jpeg2000-ldpc) gets the defaults, not a crash in the system."""
+    from gensemcom.worker.client import WorkerClient
+
+    img = _image(128, 128)
+    with WorkerClient(worker.endpoint, profile="tiny", timeout_ms=20000, retries=0) as c:
+        r = c.call("semantic_encode", {"image": img}, meta={"system": "jpeg2000-ldpc", "modulation": None,
+                                                            "code_rate": None, "snr_db": None})
+    assert r.arrays["digital"].size > 0

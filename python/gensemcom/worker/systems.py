@@ -127,9 +127,9 @@ def _context(meta: Dict[str, Any], side: str, system):
     from ..systems.base import LinkContext
 
     def num(key, kind, default=None):
-        v = meta.get(key, default)
-        if v is None:
-            return None
+        v = meta.get(key)
+        if v is None:  # absent or null: the default (a null modulation is no modulation to use)
+            return None if default is None else kind(default)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
             raise RequestError("bad_meta", f"meta {key!r} must be a finite number, got {v!r:.40}")
         return kind(v)
