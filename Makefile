@@ -3,7 +3,7 @@
 #   make demo    set up, then run the main job: an image through TISC (embedded profile) and the
 #                PHY blocks in a real GNU Radio flowgraph, offline, on CPU (out/demo/)
 #   make test    set up, install the module, run the whole test suite
-#   make bench   set up, run the benchmarks (PHY curves and throughputs) into results/
+#   make bench   set up, run the benchmarks (PHY curves, throughputs, decoder fuzzing) into results/
 #   make install build and install the GNU Radio module under PREFIX (default /usr/local)
 #
 # Variables: PREFIX (install prefix), PYTHON (the interpreter the venv is made from),
@@ -81,6 +81,7 @@ bench: venv
 	  --json --plot $(BENCH)/ber_uncoded_awgn.png > $(BENCH)/ber_uncoded_awgn.json
 	$(VPY) bench/ldpc_bench.py --json $(BENCH)/ldpc.json
 	$(VPY) bench/worker_bench.py --out $(BENCH)/worker.json
+	$(VPY) bench/fuzz_bench.py --n 100000 --hostile --quiet --json $(BENCH)/fuzz.json
 	@echo "results in $(BENCH)/"
 
 clean:
