@@ -13,7 +13,7 @@ import numpy as np
 import pmt
 
 from ..worker.client import WorkerError
-from .pdu_utils import PduError
+from .pdu_utils import PduError, pdu_parts
 from .worker_block import worker_block
 
 # uniform vector PMT type -> (elements getter, numpy dtype), for the dtypes the wire format carries
@@ -60,13 +60,7 @@ def pdu_to_array(msg: Any) -> Tuple[Any, np.ndarray]:
     Raises:
         BadPdu: If ``msg`` is not a PDU, the vector is empty or of an unsupported type.
     """
-    if not pmt.is_pair(msg):
-        raise BadPdu("message is not a PDU (pmt pair)")
-    meta, vec = pmt.car(msg), pmt.cdr(msg)
-    if pmt.is_null(meta):
-        meta = pmt.make_dict()
-    elif not pmt.is_dict(meta):
-        raise BadPdu("PDU metadata is not a dict")
+    meta, vec = pdu_parts(msg, BadPdu)
     if not pmt.is_uniform_vector(vec):
         raise BadPdu("PDU data is not a uniform vector")
     arr = uvector_to_numpy(vec)

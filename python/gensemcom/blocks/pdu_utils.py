@@ -45,6 +45,23 @@ class PduError(ValueError):
     """A PDU that a block cannot use; the message says why."""
 
 
+def pdu_parts(msg, error=None) -> Tuple[Any, Any]:
+    """A PDU's (metadata dict, vector); nil metadata becomes an empty dict.
+
+    Raises:
+        PduError (or ``error``, a subclass): not a pair, or metadata not a dict.
+    """
+    error = error or PduError
+    if not pmt.is_pair(msg):
+        raise error("not a PDU (expected a PMT pair of metadata dict and vector)")
+    meta, vec = pmt.car(msg), pmt.cdr(msg)
+    if pmt.is_null(meta):
+        meta = pmt.make_dict()
+    elif not pmt.is_dict(meta):
+        raise error("PDU metadata is not a dict")
+    return meta, vec
+
+
 def parse_pdu(msg, kind: str, max_items: int = 1 << 22, allow_empty: bool = False) -> Tuple[Any, np.ndarray]:
     """Validate a PDU and return (metadata PMT dict, numpy array).
 
@@ -58,13 +75,7 @@ def parse_pdu(msg, kind: str, max_items: int = 1 << 22, allow_empty: bool = Fals
         PduError: not a pair, metadata not a dict, wrong vector type, empty, too long,
             or (for float types) NaN/Inf samples.
     """
-    if not pmt.is_pair(msg):
-        raise PduError("not a PDU (expected a PMT pair of metadata dict and vector)")
-    meta, vec = pmt.car(msg), pmt.cdr(msg)
-    if pmt.is_null(meta):
-        meta = pmt.make_dict()
-    elif not pmt.is_dict(meta):
-        raise PduError("PDU metadata is not a dict")
+    meta, vec = pdu_parts(msg)
     is_kind, _, dtype = _KINDS[kind]
     if not is_kind(vec):
         got = next((k for k, (p, _, _) in _KINDS.items() if p(vec)), None)
