@@ -455,8 +455,9 @@ def frame_from_pmt(msg) -> SemanticFrame:
         segs_p = get("segments")
         segs = None
         if not pmt.is_null(segs_p):
-            segs = [list(s) for s in pmt.to_python(segs_p)] if pmt.is_tuple(segs_p) or pmt.is_vector(segs_p) \
-                else _bad("'segments' must be a tuple of (name, length) pairs")
+            if not (pmt.is_tuple(segs_p) or pmt.is_vector(segs_p)):
+                raise FrameError("'segments' must be a tuple of (name, length) pairs")
+            segs = [list(s) for s in pmt.to_python(segs_p)]
         meta_p = get("meta")
         meta = _pmt_meta(meta_p) if pmt.is_dict(meta_p) else {}
         crc = get("crc_ok")
@@ -495,10 +496,6 @@ def _pmt_meta(d) -> Dict[str, Any]:
             else:
                 out[key] = pmt.write_string(v)
     return out
-
-
-def _bad(msg: str):
-    raise FrameError(msg)
 
 
 # ================================================================== plain meta

@@ -65,10 +65,6 @@ class Transmission:
     def analog(self) -> np.ndarray:
         return self.air.analog
 
-    @property
-    def n_digital_bytes(self) -> int:
-        return len(self.air.digital)
-
 
 @dataclass
 class RoundResult:

@@ -5,7 +5,7 @@ import time
 
 import pmt
 
-from ..frame import FrameError, SemanticFrame, frame_from_pmt, frame_to_pmt, from_arrays, to_arrays
+from ..frame import FrameError, frame_from_pmt, frame_to_pmt, from_arrays, to_arrays
 from .pdu_utils import PduError, image_to_pdu, meta_set
 from .worker_block import worker_block
 
@@ -69,9 +69,7 @@ class semantic_decoder(worker_block):
                 fb = from_arrays(reply.arrays, reply.meta, self.system, "fb_")
             except FrameError as e:
                 raise PduError(f"the worker's feedback frame is malformed: {e}") from None
-            keep = ("image_id", "path", "session", "round")
-            fb = SemanticFrame(fb.system, fb.digital, fb.segments, fb.header,
-                               {k: fmeta[k] for k in keep if k in fmeta})
+            fb.meta = {k: fmeta[k] for k in ("image_id", "path", "session", "round") if k in fmeta}
             self.message_port_pub(self._port_fb, frame_to_pmt(fb))
             self._count("n_feedback")
         meta = pmt.make_dict()

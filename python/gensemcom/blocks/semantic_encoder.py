@@ -71,25 +71,25 @@ class semantic_encoder(worker_block):
         req = dict(self._request(), session=session, round=0)
         return "semantic_encode", {"image": image}, req, (meta, session, 0, {})
 
-    def _on_feedback(self, msg):  # scheduler thread, like _on_msg: never raises
-        self._count("n_in")
+    def _on_feedback(self, msg):
+        self._enqueue(self.prepare_feedback, msg, "feedback")
+
+    def prepare_feedback(self, msg):
+        """A feedback frame -> the next round's call for its exchange's image."""
         try:
             fb = frame_from_pmt(msg)
-            session, rnd = fb.meta.get("session"), fb.meta.get("round")
-            if not isinstance(session, str) or not isinstance(rnd, int) or isinstance(rnd, bool):
-                raise PduError("feedback frame without meta 'session' and integer 'round'")
-            if session not in self._images:
-                raise PduError(f"feedback for an unknown or expired exchange {session!r}")
-            meta, image = self._images[session]
-            arrays, fmeta = to_arrays(fb, "fb_")
-            req = dict(self._request(), session=session, round=rnd + 1, **fmeta)
-            sizes = {f"feedback_{k}": fb.meta[k] for k in ("digital_bytes", "analog_symbols") if k in fb.meta}
-            self._queue.put_nowait((("semantic_encode", dict(arrays, image=image), req,
-                                     (meta, session, rnd + 1, sizes)), time.perf_counter()))
-        except (PduError, FrameError) as e:
-            self.drop("bad feedback", str(e))
-        except Exception as e:  # a full queue, or anything else: never raise in a handler
-            self.drop("feedback not sent", f"{type(e).__name__}: {e}")
+        except FrameError as e:
+            raise PduError(str(e)) from None
+        session, rnd = fb.meta.get("session"), fb.meta.get("round")
+        if not isinstance(session, str) or not isinstance(rnd, int) or isinstance(rnd, bool):
+            raise PduError("feedback frame without meta 'session' and integer 'round'")
+        if session not in self._images:
+            raise PduError(f"feedback for an unknown or expired exchange {session!r}")
+        meta, image = self._images[session]
+        arrays, fmeta = to_arrays(fb, "fb_")
+        req = dict(self._request(), session=session, round=rnd + 1, **fmeta)
+        sizes = {f"feedback_{k}": fb.meta[k] for k in ("digital_bytes", "analog_symbols") if k in fb.meta}
+        return "semantic_encode", dict(arrays, image=image), req, (meta, session, rnd + 1, sizes)
 
     def item_id(self, state):
         return str(meta_get(state[0], "image_id", "")) or None

@@ -168,12 +168,19 @@ class worker_block(counting, gr.basic_block):
 
     # ------------------------------------------------------------ scheduler thread
     def _on_msg(self, msg: Any) -> None:
+        self._enqueue(self.prepare, msg)
+
+    def _enqueue(self, prepare, msg: Any, what: str = "input") -> None:
+        """A message handler's whole work: count the message, ``prepare`` it into a worker
+        call and queue that; bad input (:class:`PduError`), a full queue and anything else
+        are logged, dropped and counted, never raised. ``what`` names the input in the
+        drop reason (a second input port: ``"feedback"``)."""
         self._count("n_in")
         try:
-            item = self.prepare(msg)
+            item = prepare(msg)
             self._queue.put_nowait((item, time.perf_counter()))
         except PduError as exc:
-            self.drop("bad input", str(exc))
+            self.drop(f"bad {what}", str(exc))
         except queue.Full:
             self.drop("queue full", f"{self._queue.maxsize} messages waiting for the worker")
         except Exception as exc:  # never raise inside a message handler

@@ -71,9 +71,6 @@ class SystemSpec:
         """The options a profile's backend takes (beyond profile and device)."""
         return {o.name: o for o in self.backend(profile or self.default_profile).OPTIONS}
 
-    def max_rounds(self, profile: Optional[str] = None) -> int:
-        return int(self.backend(profile or self.default_profile).max_rounds)
-
 
 _SPECS: Dict[str, SystemSpec] = {}
 _DISCOVERED = False
