@@ -462,7 +462,8 @@ def _mutated_requests(draw):
             desc = header["a"][0]
             if kind == "shape":  # the declaration lies; the frame may or may not follow it
                 desc[2] = draw(_shapes)
-                if draw(st.booleans()) and all(d >= 0 for d in desc[2]) and np.prod(desc[2], dtype=object) < 1024:
+                if bufs and draw(st.booleans()) and all(isinstance(d, int) and d >= 0 for d in desc[2]) \
+                        and np.prod(desc[2], dtype=object) < 1024:
                     bufs[0] = bytes(4 * int(np.prod(desc[2], dtype=object)))
             elif kind == "dtype":
                 desc[1] = draw(st.sampled_from(["int32", "float64", "uint8", "object", "O", ""]))
