@@ -6,7 +6,7 @@ outcome is put in one of three columns: a **result**, the **documented error**
 (the one exception type the decoder promises), or an **undocumented** exception
 (a bug; its types are listed):
 
-a. ``gensemcom.frame.unpack_digital``: mutated valid packets and random bytes
+a. ``gensemcom.frame.unpack_header``: mutated valid headers and random bytes
    (documented error: ``FrameError``);
 b. ``gensemcom.frame.frame_from_pmt``: random PMTs and mutated valid frame dicts
    (``FrameError``; skipped when ``pmt`` is missing);
@@ -47,7 +47,7 @@ import msgpack
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
-from gensemcom.frame import FrameError, SemanticFrame, frame_from_pmt, pack_digital, unpack_digital  # noqa: E402
+from gensemcom.frame import FrameError, SemanticFrame, frame_from_pmt, pack_header, unpack_header  # noqa: E402
 from gensemcom.worker import wire  # noqa: E402
 
 DOCUMENTED_CODES = {
@@ -167,13 +167,13 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     return {key: random_value(rng, depth + 1) for key in keys}
 
 
-# --------------------------------------------------------------------------- (a) unpack_digital
+# --------------------------------------------------------------------------- (a) unpack_header
 def valid_packets() -> List[bytes]:
     frames = [SemanticFrame("tisc", b"payload", {"fg": np.ones(4), "bg": np.ones(2)}, {"pos": 1}),
               SemanticFrame("deepjscc", b"", np.arange(8.0), {"h": 32, "w": 32, "q": [1, 2, 3]}),
               SemanticFrame("jpeg2000_ldpc", bytes(range(64)), None, {"n": 64}),
               SemanticFrame("gened", b"x" * 20, {"a": np.ones(2)}, {"s": "text", "b": b"\x00\x01"})]
-    return [pack_digital(f, [1.0] * len(f.segments)) for f in frames]
+    return [pack_header(f, [1.0] * len(f.segments)) for f in frames]
 
 
 def digital_inputs(rng: random.Random, n: int) -> Iterator[bytes]:
@@ -695,7 +695,7 @@ def _run(args: argparse.Namespace) -> int:
     skipped: List[str] = []
     if "digital" in only:
         rng = random.Random(args.seed)
-        tallies.append(run_total(Tally("frame.unpack_digital"), unpack_digital, digital_inputs(rng, args.n),
+        tallies.append(run_total(Tally("frame.unpack_header"), unpack_header, digital_inputs(rng, args.n),
                                  FrameError, args.n, args.quiet))
     if "pmt" in only:
         try:

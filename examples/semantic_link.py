@@ -40,10 +40,9 @@ class semantic_link(gr.top_block):
         ##################################################
         # Variables
         ##################################################
-        self.code_rate = code_rate = "1/2"
         self.seed = seed = 0
-        self.modulation = modulation = 16
-        self.code_rate_value = code_rate_value = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}[code_rate]
+        self.modulation = modulation = "auto"
+        self.code_rate = code_rate = "auto"
         self.channel = channel = "awgn"
 
         ##################################################
@@ -55,7 +54,7 @@ class semantic_link(gr.top_block):
             profile=profile,
             snr_db=snr_db,
             modulation=modulation,
-            code_rate=code_rate_value,
+            code_rate=code_rate,
             budget_symbols=0,
             address='',
             timeout_ms=60000,
@@ -70,7 +69,7 @@ class semantic_link(gr.top_block):
             snr_db=snr_db,
             channel=channel,
             modulation=4,
-            code_rate='1/2',
+            code_rate='auto',
             coherence=64,
             seed=(seed + 2))
         self.image_source = gensemcom.image_source(
@@ -89,7 +88,10 @@ class semantic_link(gr.top_block):
             modulation=modulation,
             backend='default',
             code_rate=code_rate,
-            max_blocks=4096)
+            max_blocks=4096,
+            snr_db=snr_db,
+            target_bler=0.01,
+            channel='awgn')
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,
             backend='default',
@@ -116,6 +118,7 @@ class semantic_link(gr.top_block):
         ##################################################
         self.msg_connect((self.analog_channel, 'out'), (self.frame_demapper, 'analog'))
         self.msg_connect((self.digital_channel, 'out'), (self.digital_rx, 'in'))
+        self.msg_connect((self.digital_rx, 'csi'), (self.digital_tx, 'csi'))
         self.msg_connect((self.digital_rx, 'out'), (self.frame_demapper, 'digital'))
         self.msg_connect((self.digital_tx, 'out'), (self.digital_channel, 'in'))
         self.msg_connect((self.frame_demapper, 'out'), (self.semantic_decoder, 'in'))
@@ -153,6 +156,7 @@ class semantic_link(gr.top_block):
         self.snr_db = snr_db
         self.analog_channel.set_snr_db(self.snr_db)
         self.digital_channel.set_snr_db(self.snr_db)
+        self.digital_tx.set_snr_db(self.snr_db)
         self.return_link.set_snr_db(self.snr_db)
         self.semantic_encoder.set_snr_db(self.snr_db)
 
@@ -161,13 +165,6 @@ class semantic_link(gr.top_block):
 
     def set_system(self, system):
         self.system = system
-
-    def get_code_rate(self):
-        return self.code_rate
-
-    def set_code_rate(self, code_rate):
-        self.code_rate = code_rate
-        self.set_code_rate_value({"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}[self.code_rate])
 
     def get_seed(self):
         return self.seed
@@ -181,11 +178,11 @@ class semantic_link(gr.top_block):
     def set_modulation(self, modulation):
         self.modulation = modulation
 
-    def get_code_rate_value(self):
-        return self.code_rate_value
+    def get_code_rate(self):
+        return self.code_rate
 
-    def set_code_rate_value(self, code_rate_value):
-        self.code_rate_value = code_rate_value
+    def set_code_rate(self, code_rate):
+        self.code_rate = code_rate
 
     def get_channel(self):
         return self.channel

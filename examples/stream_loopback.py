@@ -52,7 +52,10 @@ class stream_loopback(gr.top_block):
             modulation=modulation,
             backend='default',
             code_rate='1/2',
-            max_blocks=4096)
+            max_blocks=4096,
+            snr_db=10.0,
+            target_bler=0.01,
+            channel='awgn')
         self.digital_sink = blocks.message_debug(True)
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,

@@ -85,13 +85,12 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
         ##################################################
         # Variables
         ##################################################
-        self.code_rate = code_rate = "1/2"
         self.snr = snr = snr_db
         self.seed = seed = 0
-        self.modulation = modulation = 16
+        self.modulation = modulation = "auto"
         self.image_path = image_path = image or gensemcom.sample_image()
         self.estimator = estimator = "perfect" if channel == "rayleigh" else "none"
-        self.code_rate_value = code_rate_value = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}[code_rate]
+        self.code_rate = code_rate = "auto"
 
         ##################################################
         # Blocks
@@ -105,7 +104,7 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             profile=profile,
             snr_db=snr,
             modulation=modulation,
-            code_rate=code_rate_value,
+            code_rate=code_rate,
             budget_symbols=0,
             address=address,
             timeout_ms=600000,
@@ -131,7 +130,10 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             modulation=modulation,
             backend='default',
             code_rate=code_rate,
-            max_blocks=4096)
+            max_blocks=4096,
+            snr_db=snr_db,
+            target_bler=0.01,
+            channel='awgn')
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,
             backend='default',
@@ -180,6 +182,7 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
         self.msg_connect((self.diffusion_decoder, 'out'), (self.image_sink, 'in'))
         self.msg_connect((self.digital_channel, 'out'), (self.digital_equalizer, 'in'))
         self.msg_connect((self.digital_equalizer, 'out'), (self.digital_rx, 'in'))
+        self.msg_connect((self.digital_rx, 'csi'), (self.digital_tx, 'csi'))
         self.msg_connect((self.digital_rx, 'out'), (self.frame_demapper, 'digital'))
         self.msg_connect((self.digital_tx, 'out'), (self.digital_channel, 'in'))
         self.msg_connect((self.frame_demapper, 'out'), (self.diffusion_decoder, 'in'))
@@ -235,13 +238,7 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
     def set_snr_db(self, snr_db):
         self.snr_db = snr_db
         self.set_snr(self.snr_db)
-
-    def get_code_rate(self):
-        return self.code_rate
-
-    def set_code_rate(self, code_rate):
-        self.code_rate = code_rate
-        self.set_code_rate_value({"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}[self.code_rate])
+        self.digital_tx.set_snr_db(self.snr_db)
 
     def get_snr(self):
         return self.snr
@@ -276,11 +273,11 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
     def set_estimator(self, estimator):
         self.estimator = estimator
 
-    def get_code_rate_value(self):
-        return self.code_rate_value
+    def get_code_rate(self):
+        return self.code_rate
 
-    def set_code_rate_value(self, code_rate_value):
-        self.code_rate_value = code_rate_value
+    def set_code_rate(self, code_rate):
+        self.code_rate = code_rate
 
 
 

@@ -224,7 +224,8 @@ def test_row_refine_through_a_flowgraph_with_a_return_path(tmp_path, worker):
     assert [r["received"] for r in rep["images"]] == [True, True]
     for row in rep["images"]:
         assert [r["round"] for r in row["rounds"]] == [0, 1]
-        assert row["channel_uses"]["rounds"] == 2 and row["channel_uses"]["feedback"] == 1152  # QPSK, 1 block
+        # the header block, then one QPSK code block at the rate adapted to 6 dB (3/4)
+        assert row["channel_uses"]["rounds"] == 2 and row["channel_uses"]["feedback"] == 600 + 1152
         assert row["channel_uses"]["analog"] == 32 * 32 * 3 // 2 + 8 * 32 * 3 // 2
     c = rep["blocks"]
     assert c["semantic_decoder"]["feedback"] == 2 and c["return_frame_demapper"]["sent"] == 2
@@ -260,7 +261,7 @@ def test_return_link_block_carries_a_frame(channel):
     assert got.crc_ok and got.digital == fb.digital and got.header == fb.header and got.meta["session"] == "s"
     x = got.segment("x")  # MMSE-equalised: fades shrink symbols towards 0
     assert np.allclose(x, 1.0, atol=0.3) if channel == "awgn" else (np.all(np.isfinite(x)) and abs(x.mean() - 1) < 0.5)
-    assert back.channel_uses(got.meta["digital_bytes"]) == 1152  # one QPSK rate-1/2 code block
+    assert got.header_ok and got.meta["digital_symbols"] == 600 + 1152  # header block + one QPSK rate-3/4 block
 
 
 def test_worker_null_options_take_their_defaults(worker):

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from gensemcom.models.deepjscc import (PowerNorm, cbr_of, channel, channel_uses,  # noqa: E402
                                        channels_for_cbr)
 from gensemcom.systems import LinkContext, build  # noqa: E402
-from gensemcom.systems.deepjscc import EMBEDDED_WEIGHTS  # noqa: E402
+from gensemcom.systems.deepjscc import BUDGET_RULE, EMBEDDED_WEIGHTS, coded_size  # noqa: E402
 from gensemcom.link import FrameLink, PhyConfig, run_link  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_cbr_arithmetic(tiny):
         channels_for_cbr("1/1000")
     h, w = 512, 768
     frame = tiny.encode(_image(h, w), LinkContext(snr_db=10.0))
-    assert frame.header["shape"] == [16, h // 8, w // 8]
+    assert frame.header == {"size": [h, w]}  # the latent's shape follows from it (not sent)
     n_sym = frame.analog.size // 2
     assert n_sym == channel_uses(h, w, 16) == 49152
     assert Fraction(n_sym, 3 * h * w) == Fraction(1, 24) == tiny.cbr
@@ -73,7 +73,7 @@ def test_snr_conditioning_changes_output(tiny):
     assert not np.allclose(z_lo, z_hi, atol=1e-6)
     frame = tiny.encode(img, LinkContext(snr_db=10.0))
     m = tiny.model
-    z = torch.from_numpy(frame.analog.reshape(frame.header["shape"])).unsqueeze(0)
+    z = torch.from_numpy(frame.analog.reshape(16, 32 // 8, 48 // 8)).unsqueeze(0)
     with torch.no_grad():
         a = m.decode(z, torch.tensor([0.0]))
         b = m.decode(z, torch.tensor([20.0]))
@@ -102,6 +102,54 @@ def test_tiny_end_to_end_run_link(tiny):
     assert res.channel_uses["analog"] == channel_uses(40, 56, 16)
     # the latent already has unit power, so the link's normalisation scale is 1
     assert res.frame_tx.analog.size == res.frame_rx.analog.size
+
+
+@pytest.mark.parametrize("hw", [(481, 321), (321, 481), (512, 512), (512, 768), (100, 77)])
+@pytest.mark.parametrize("given", [True, False])
+def test_latent_never_exceeds_the_budget(tiny, hw, given):
+    """Padding counted, a given budget (the harness's floor(cbr * 3HW)) holds the whole
+    frame, protected header included; without one the latent stays within the model's
+    CBR 1/24; the decoded image has the original size."""
+    h, w = hw
+    img = _image(h, w)
+    budget = 3 * h * w // 24
+    res = run_link(tiny, img, 10.0, FrameLink(PhyConfig(seed=1)), np.random.default_rng(1),
+                   budget_symbols=budget if given else None)
+    held = res.channel_uses["total"] if given else res.channel_uses["analog"]
+    assert res.frame_tx.analog.size // 2 == res.channel_uses["analog"] and held <= budget <= -(-3 * h * w // 24)
+    assert res.image is not None and res.image.shape == img.shape
+    report = res.frame_tx.meta["report"]
+    assert report["budget_rule"] == BUDGET_RULE and report["budget"] == budget
+    assert report["latent_uses"] == res.channel_uses["analog"]
+    room = budget - res.channel_uses["header"] if given else budget
+    assert report["resized"] == (channel_uses(h, w, 16) > room)
+    if not report["resized"]:  # sizes that fit are coded as they are
+        assert (report["coded_height"], report["coded_width"]) == (h, w)
+
+
+def test_coded_size_rule():
+    assert coded_size(512, 768, 49152, 16) == (512, 768)  # fits exactly: unchanged
+    assert coded_size(481, 321, 19300, 16) == (480, 320)  # padded 61x41 cells (20,008 uses) > 19,300
+    assert coded_size(100, 77, 962, 16) == (96, 77)  # the width's 10 cells are kept
+    assert coded_size(37, 53, 245, 16) == (37, 48)
+    assert coded_size(64, 64, 7, 16) is None  # not one cell (8 uses)
+    for h, w, budget in ((481, 321, 19300), (1000, 37, 500), (33, 900, 100)):
+        ch, cw = coded_size(h, w, budget, 16)
+        assert channel_uses(ch, cw, 16) <= budget and ch <= h and cw <= w
+
+
+def test_budget_too_small_raises(tiny):
+    from gensemcom.systems.jpeg2000_ldpc import BudgetError
+
+    with pytest.raises(BudgetError):
+        tiny.encode(_image(64, 64), LinkContext(snr_db=10.0, budget_symbols=7))
+
+
+def test_decode_rejects_a_coded_size_that_disagrees_with_the_latent(tiny):
+    frame = tiny.encode(_image(100, 77), LinkContext(snr_db=10.0))
+    assert "coded" not in frame.header  # the receiver derives 96 x 77 from the size and the CBR
+    frame.header["coded"] = [100, 77]  # 13 x 10 cells, the latent has 12 x 10
+    assert tiny.decode(frame, LinkContext(snr_db=10.0)) is None
 
 
 def test_decode_returns_none_when_header_lost(tiny):

@@ -3,15 +3,15 @@ import numpy as np
 import pytest
 
 from gensemcom.frame import (AirHeader, FrameError, SemanticFrame, frame_from_pmt, frame_to_pmt, from_air,
-                             from_arrays, pack_digital, plain_meta, to_air, to_arrays, unpack_digital)
+                             from_arrays, pack_header, plain_meta, to_air, to_arrays, unpack_header)
 from gensemcom.systems import SemanticSystem, build
 from gensemcom.link import FrameLink, PhyConfig, run_link
 
 
-def test_pack_unpack_digital_round_trip():
+def test_pack_unpack_header_round_trip():
     f = SemanticFrame("tisc", b"\x01\x02caption", np.arange(6, dtype=np.float32), {"shape": [2, 3], "norm": 1.5})
-    d = unpack_digital(pack_digital(f, [2.5]))
-    assert d == AirHeader("tisc", {"shape": [2, 3], "norm": 1.5}, [("analog", 6, 2.5)], b"\x01\x02caption")
+    d = unpack_header(pack_header(f, [2.5]), "tisc")
+    assert d == AirHeader("tisc", {"shape": [2, 3], "norm": 1.5}, [("analog", 6, 2.5)])
 
 
 def test_named_segments_round_trip_through_the_air_form():
@@ -23,7 +23,7 @@ def test_named_segments_round_trip_through_the_air_form():
     # each segment reaches the channel at unit average power, whatever its own power
     assert air.segments[0][:2] == ("fg", 32) and air.segments[1][:2] == ("bg", 8)
     assert np.isclose(np.mean(np.abs(air.analog[:32]) ** 2), 1.0) and np.isclose(np.mean(np.abs(air.analog[32:]) ** 2), 1.0)
-    g = from_air(air.digital, air.analog, True, meta={"image_id": "x"})
+    g = from_air(air.header, air.digital, air.analog, True, "gened", meta={"image_id": "x"})
     assert g.system == "gened" and g.digital == b"cap" and g.header == {"k": 1} and g.crc_ok
     assert np.allclose(g.segment("fg"), fg, atol=1e-5) and np.allclose(g.segment("bg"), bg, atol=1e-6)
 
@@ -31,7 +31,7 @@ def test_named_segments_round_trip_through_the_air_form():
 def test_lost_digital_part_gives_unscaled_analog():
     f = SemanticFrame("x", b"", np.full(8, 4.0))
     air = to_air(f)
-    g = from_air(None, air.analog, False, "x")
+    g = from_air(None, None, air.analog, False, "x")
     assert g.crc_ok is False and g.header == {} and list(g.segments) == ["analog"]
     assert np.allclose(g.analog, np.sqrt(0.5))  # unit complex power, scale unknown
 
@@ -39,8 +39,8 @@ def test_lost_digital_part_gives_unscaled_analog():
 def test_from_air_rejects_a_short_analog_part_or_treats_a_bad_header_as_lost():
     air = to_air(SemanticFrame("x", b"", np.ones(8)))
     with pytest.raises(FrameError, match="announces"):
-        from_air(air.digital, air.analog[:2], True)
-    assert from_air(b"garbage", air.analog, True, "x", on_bad_header="lost").crc_ok is False
+        from_air(air.header, air.digital, air.analog[:2], True, "x")
+    assert from_air(b"garbage", b"", air.analog, True, "x", on_bad_header="lost").crc_ok is False
 
 
 def test_arrays_form_round_trip_and_errors():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from gensemcom.frame import SemanticFrame, pack_digital
+from gensemcom.frame import SemanticFrame, to_air
 from gensemcom.phy.digital import DigitalLink
 from gensemcom.systems import LinkContext, build
 from gensemcom.systems.jpeg2000_ldpc import (BudgetError, codestream_budget, frame_overhead, j2k_decode,
@@ -83,9 +83,10 @@ def test_symbols_never_exceed_budget_through_framelink(m, rate, budget):
         return
     assert res.channel_uses["total"] <= budget
     assert res.channel_uses["analog"] == 0
-    packed = len(pack_digital(res.frame_tx, []))
-    assert packed == len(res.frame_tx.digital) + frame_overhead("jpeg2000-ldpc")
-    assert link.digital.n_symbols(packed) == res.channel_uses["digital"]
+    assert res.channel_uses["header"] == frame_overhead("jpeg2000-ldpc") == 600
+    mcs = link.digital.mcs_for(30.0)[0]
+    assert link.digital.n_symbols(len(to_air(res.frame_tx).header), len(res.frame_tx.digital), mcs) == \
+        res.channel_uses["digital"]
 
 
 def test_round_trip_high_snr_is_the_decoded_codestream():
@@ -124,4 +125,4 @@ def test_default_budget_without_context_budget():
     system = build("jpeg2000-ldpc", default_cbr=1 / 4)
     frame = system.encode(IMAGES["smooth"], LinkContext(modulation=16, code_rate=0.5))
     dl = DigitalLink(16, "default", "1/2")
-    assert dl.n_symbols(len(pack_digital(frame, []))) <= 64 * 64 * 3 // 4
+    assert frame_overhead() + dl.n_symbols(len(frame.digital)) <= 64 * 64 * 3 // 4

@@ -8,7 +8,7 @@ import pytest
 from gensemcom.frame import SemanticFrame
 from gensemcom.ota.phy import (HEADER_SYMS, N_SYNC, Header, OfdmReceiverCore, OtaError, OtaParams,
                                frame_data_symbols, header_symbols, modulate, sc_threshold)
-from gensemcom.phy.digital import DigitalLink
+from gensemcom.phy.digital import DigitalLink, DigitalPath
 
 from conftest import wait_until
 
@@ -102,8 +102,9 @@ def _run_rx(samples, **kw):
 def test_tx_matches_numpy_reference():
     payload = bytes(range(50))
     y, tx = _capture_tx([make_pdu(None, np.frombuffer(payload, np.uint8), "u8")], gap=100)
-    dig = DigitalLink(16).transmit(payload)
-    x = modulate(frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 0, 4, False), P), P)
+    # the digital part: the protected header block (QPSK), then the payload at 16-QAM 1/2
+    dig = DigitalPath(16, rate="1/2").transmit(b"", payload).symbols
+    x = modulate(frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 0, 2, False), P), P)
     assert y.size == x.size + 100
     assert np.max(np.abs(y[: x.size] - x)) < 1e-4
     assert 0.8 < np.mean(np.abs(x) ** 2) < 1.3  # about unit average power (sync symbols run higher)
@@ -155,11 +156,10 @@ def test_detection_and_decoding_under_impairment(case, rng):
 
 
 def test_corrupted_header_is_counted_and_dropped():
-    link = DigitalLink(16)
-    dig = link.transmit(b"good frame")
-    good = modulate(frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 1, 4, False), P), P)
-    d = frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 2, 4, False), P)
-    d[: HEADER_SYMS * P.n_data] = header_symbols(Header(dig.size, 0, 1.0, 2, 4, False), P)
+    dig = DigitalPath(16, rate="1/2").transmit(b"", b"good frame").symbols
+    good = modulate(frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 1, 2, False), P), P)
+    d = frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 2, 2, False), P)
+    d[: HEADER_SYMS * P.n_data] = header_symbols(Header(dig.size, 0, 1.0, 2, 2, False), P)
     d[:64] *= -1  # flip every bit of the first copy ...
     d[64:128] *= -1  # ... and of the second: the combined decision loses
     bad = modulate(d, P)
@@ -180,11 +180,11 @@ def test_corrupted_header_is_counted_and_dropped():
 
 
 def test_payload_crc_failure_is_flagged_and_counted(capfd):
-    link = DigitalLink(16)
-    dig = link.transmit(bytes(300))
-    d = frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 5, 4, False), P)
+    path = DigitalPath(16, rate="1/2")
+    dig = path.transmit(b"", bytes(300)).symbols
+    d = frame_data_symbols(dig, np.zeros(0), Header(dig.size, 0, 1.0, 5, 2, False), P)
     rng = np.random.default_rng(0)
-    k = HEADER_SYMS * P.n_data
+    k = HEADER_SYMS * P.n_data + path.header.block_symbols  # past the protected header block
     d[k:k + 400] = (rng.normal(size=400) + 1j * rng.normal(size=400)) / np.sqrt(2)  # wipe a code block
     z = np.zeros(500, np.complex64)
     tb, rx, sink, _ = _run_rx(np.concatenate([z, modulate(d, P), z, z]))

@@ -49,7 +49,7 @@ def test_lost_header_is_counted_not_decoded(images):
     rep = run_flowgraph(FlowgraphOptions(system="deepjscc", profile="tiny", images=str(images), snr_db=-12.0,
                                modulation=256, timeout_s=120))
     assert not any(r["received"] for r in rep["images"])
-    assert rep["frames_crc_failed"] == 2
+    assert rep["frames_header_lost"] == 2  # below what even the rate-1/5 header block survives
     assert rep["blocks"]["semantic_decoder"]["errors"] == 2  # the worker refused: no image from a lost frame
 
 
@@ -109,7 +109,9 @@ def test_frame_mapper_demapper_round_trip_and_pairing():
         assert (g.system, g.digital, g.header, g.crc_ok) == (f.system, f.digital, f.header, True)
         assert np.allclose(g.analog, f.analog, rtol=1e-5, atol=1e-5)
     assert h.mapper.counters()["dropped"] == 1
-    assert meta_get(pmt.car(d[0]), "digital_bytes") == len(to_air(frames[0]).digital)
+    air = to_air(frames[0])
+    assert meta_get(pmt.car(d[0]), "digital_bytes") == len(air.header) + len(air.digital)
+    assert meta_get(pmt.car(d[0]), "header_bytes") == len(air.header)
 
 
 def test_frame_demapper_flags_crc_failure_and_evicts_orphans():
@@ -123,6 +125,15 @@ def test_frame_demapper_flags_crc_failure_and_evicts_orphans():
         h.demapper.to_basic_block()._post(pmt.intern("digital"), bad)
         h.demapper.to_basic_block()._post(pmt.intern("analog"), h.asink.get_message(0))
         assert wait_until(lambda: h.sink.num_messages() == 1, 10)
+        # the same frame again with its header lost too
+        h.mapper.to_basic_block()._post(pmt.intern("in"), frame_to_pmt(
+            SemanticFrame("deepjscc", b"abc", np.ones(4, np.float32), {"c": 1})))
+        assert wait_until(lambda: h.dsink.num_messages() == 2 and h.asink.num_messages() == 2, 10)
+        dmsg = h.dsink.get_message(1)
+        lost = pmt.cons(meta_set(meta_set(pmt.car(dmsg), "crc_ok", False), "header_ok", False), pmt.cdr(dmsg))
+        h.demapper.to_basic_block()._post(pmt.intern("digital"), lost)
+        h.demapper.to_basic_block()._post(pmt.intern("analog"), h.asink.get_message(1))
+        assert wait_until(lambda: h.sink.num_messages() == 2, 10)
         # orphans: analog halves whose digital half never comes are evicted past max_pending
         for seq in range(10, 14):
             h.demapper.to_basic_block()._post(pmt.intern("analog"), make_pdu(
@@ -131,10 +142,13 @@ def test_frame_demapper_flags_crc_failure_and_evicts_orphans():
         assert wait_until(lambda: h.demapper.counters()["dropped"] == 3, 10)
     finally:
         h.close()
-    f = frame_from_pmt(h.sink.get_message(0))
-    assert f.crc_ok is False and f.header == {} and f.digital == b""
+    f = frame_from_pmt(h.sink.get_message(0))  # payload lost, header kept: its values and scale
+    assert f.crc_ok is False and f.header_ok and f.header == {"c": 1} and f.digital == b""
+    assert np.allclose(f.analog, 1.0, atol=1e-5)
+    f = frame_from_pmt(h.sink.get_message(1))  # header lost: nothing but un-scaled symbols
+    assert f.crc_ok is False and f.header_ok is False and f.header == {} and f.digital == b""
     c = h.demapper.counters()
-    assert c["crc_failed"] == 1 and c["pending"] == 2
+    assert c["crc_failed"] == 1 and c["header_lost"] == 1 and c["pending"] == 2
     assert c["drop_reasons"] == {"unpaired half": 2, "bad digital PDU": 1}
 
 

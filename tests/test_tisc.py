@@ -156,10 +156,11 @@ def test_attention_scores_and_selection(system, image):
 def test_frame_layout(system, frame, image):
     h = frame.header
     assert frame.system == "tisc"
-    assert set(h) >= {"pos", "dt", "norm", "seed", "size"}
-    assert h["dt"] == "<u2" and h["size"] == [40, 48] and h["norm"] > 0
+    # only what the receiver cannot derive: the norm rides as the analog segment's scale,
+    # the id dtype is CLIP's uint16 and the seed is the receiver's option
+    assert set(h) == {"pos", "size"} and h["size"] == [40, 48]
     assert frame.analog.size == system.dim == 32 and frame.analog.size % 2 == 0
-    assert math.isclose(float(np.linalg.norm(frame.analog)), 1.0, rel_tol=1e-5)
+    assert float(np.linalg.norm(frame.analog)) > 0
     ids = np.frombuffer(frame.digital, "<u2")
     assert len(frame.digital) == 2 * ids.size and 0 <= h["pos"] <= ids.size
     assert system.token_id not in ids.tolist()
@@ -179,24 +180,34 @@ def test_end_to_end_high_snr_reproducible(system, image):
     assert r1.frame_rx.digital == r1.frame_tx.digital
 
 
-def test_decode_uses_the_embedding_and_seed(system, frame):
+def test_decode_uses_the_embedding_and_the_receivers_seed(system, frame):
     a = system.decode(frame)
     assert np.array_equal(a, system.decode(frame))
     other = SemanticFrame("tisc", frame.digital, -frame.analog, dict(frame.header))
-    reseeded = SemanticFrame("tisc", frame.digital, frame.analog, dict(frame.header, seed=99))
     assert not np.array_equal(a, system.decode(other))
-    assert not np.array_equal(a, system.decode(reseeded))
+    seed, system.seed = system.seed, 99
+    try:
+        assert not np.array_equal(a, system.decode(frame))
+    finally:
+        system.seed = seed
 
 
 def test_crc_failure_policies(system, frame):
-    lost = build("tisc", profile="tiny", device="cpu", progress=False, threads=1)
-    emb = build("tisc", profile="tiny", device="cpu", progress=False, threads=1, on_crc_fail="embedding-only")
+    lost = build("tisc", profile="tiny", device="cpu", progress=False, threads=1, on_crc_fail="lost")
+    emb = build("tisc", profile="tiny", device="cpu", progress=False, threads=1)  # embedding-only by default
+    # header and payload lost: the receiver's expected norm and resolution
     rx, ok, _ = FrameLink(PhyConfig(seed=1)).send(frame, -15.0, np.random.default_rng(2))
-    assert not ok and rx.crc_ok is False and rx.digital == b"" and rx.header == {}
+    assert not ok and rx.crc_ok is False and rx.header_ok is False and rx.digital == b"" and rx.header == {}
     assert lost.decode(rx) is None
     img = emb.decode(rx)
     assert img is not None and img.shape == (emb.resolution, emb.resolution, 3) and img.dtype == np.uint8
     assert emb.expected_norm > 0
+    # the caption lost at 256-QAM 5/6, the protected header kept: the true scale and image size
+    rx, ok, _ = FrameLink(PhyConfig(modulation=256, rate="5/6", seed=1)).send(frame, 2.0, np.random.default_rng(2))
+    assert not ok and rx.header_ok and rx.header == frame.header
+    assert lost.decode(rx) is None
+    img = emb.decode(rx)
+    assert img is not None and img.shape[:2] == tuple(frame.header["size"])
 
 
 def test_bad_frames_give_none(system, frame):

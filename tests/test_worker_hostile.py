@@ -87,7 +87,7 @@ def test_fuzz_bench_finds_nothing_undocumented(bench, tmp_path, capsys, monkeypa
     import json
 
     report = json.loads(out.read_text())
-    assert [d["decoder"] for d in report["decoders"]] == ["frame.unpack_digital", "worker wire.decode",
+    assert [d["decoder"] for d in report["decoders"]] == ["frame.unpack_header", "worker wire.decode",
                                                           "worker request path"]
     for d in report["decoders"]:
         assert d["inputs"] == 300 and d["undocumented"] == 0, d

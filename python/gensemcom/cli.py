@@ -227,8 +227,12 @@ def add_link_parser(sub) -> None:
                    help="Es/N0 of the return link that carries a receiver's feedback (systems with feedback "
                         "rounds; default: --snr)")
     g = p.add_argument_group("digital path")
-    g.add_argument("--modulation", type=int, choices=[4, 16, 64, 256], default=16)
-    g.add_argument("--code-rate", choices=["1/2", "2/3", "3/4", "5/6"], default="1/2")
+    g.add_argument("--modulation", type=_modulation_arg, default="auto",
+                   help="payload QAM order 4, 16, 64, 256, or auto (default: link adaptation picks the MCS "
+                        "whose code-block error rate at --snr is below 1e-2)")
+    g.add_argument("--code-rate", choices=["auto", "1/5", "1/4", "1/3", "1/2", "2/3", "3/4", "5/6"], default="auto",
+                   help="payload LDPC rate (1/5..1/3: 5G NR base graph 2; 1/2..5/6: IEEE 802.16e), or auto "
+                        "(default). The frame's header always travels in its own QPSK rate-1/5 block")
     g.add_argument("--budget", type=int, default=0, help="channel uses per image for rate-matched systems")
     g = p.add_argument_group("run")
     g.add_argument("--address", default="", help="inference worker or broker address (default: start one)")
@@ -369,17 +373,42 @@ def run_link_cmd(args) -> int:
         print(json.dumps(report, indent=1))
     else:
         print(f"{report['system']} [{report['profile']}], {report.get('channel', report.get('phy'))} at Es/N0 "
-              f"{report['snr_db']} dB, {report['modulation']}-QAM {report.get('ldpc', report['code_rate'])}")
+              f"{report['snr_db']} dB, modulation {report['modulation']}, code rate {report['code_rate']}")
         for r in report["images"]:
             if not r["received"]:
                 print(f"  {r['image']}: LOST: {r.get('reason', 'see the block counters in the JSON report')}")
+                hint = lost_hint(r, args)
+                if hint:
+                    print(f"    hint: {hint}")
                 continue
             cu = r["channel_uses"]
             fb = f", {cu['rounds']} rounds, {cu['feedback']} on the return link" if "rounds" in cu else ""
-            print(f"  {r['image']}: PSNR {r['psnr_db']} dB, channel uses {cu['total']} (digital {cu['digital']}, "
-                  f"analog {cu['analog']}{fb}), CBR {r.get('cbr', '-')}, crc_ok {r['crc_ok']}, {r.get('timings_ms')}")
+            print(f"  {r['image']}: PSNR {r['psnr_db']} dB, channel uses {cu['total']} (digital {cu['digital']} "
+                  f"incl. header {cu.get('header', 0)}, analog {cu['analog']}{fb}), CBR {r.get('cbr', '-')}, "
+                  f"MCS {r.get('mcs')}, header_ok {r.get('header_ok')}, crc_ok {r['crc_ok']}, "
+                  f"SNR estimate {r.get('snr_est_db')} dB, {r.get('timings_ms')}")
         print(f"wall {report['wall_s']} s" + (f"; files in {args.out}" if args.out else ""))
     return 0 if all(r["received"] for r in report["images"]) else 1
+
+
+def _modulation_arg(v: str):
+    if v == "auto":
+        return v
+    if v not in ("4", "16", "64", "256"):
+        raise argparse.ArgumentTypeError(f"modulation must be auto, 4, 16, 64 or 256, got {v!r}")
+    return int(v)
+
+
+def lost_hint(row: dict, args) -> str:
+    """What to try when an image is lost (for the console)."""
+    if row.get("header_ok") is False:
+        return ("the protected header was lost too: the SNR is below what any frame survives "
+                "(about -3 dB on AWGN); raise --snr, or use --channel awgn / --estimator perfect")
+    if args.modulation != "auto" or args.code_rate != "auto":
+        return ("the payload failed at the fixed MCS; try --modulation auto --code-rate auto (link adaptation) "
+                "or a lower --modulation / --code-rate")
+    return ("the payload failed at the adapted MCS and the system's policy discards such frames "
+            "(link adaptation targets a code-block error rate of 1e-2); raise --snr")
 
 
 # --------------------------------------------------------------------- main

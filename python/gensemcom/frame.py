@@ -17,11 +17,14 @@ A semantic transmitter turns an image into a frame with
 Every encoding of a frame lives in this module, so no block, link or worker writes
 its own:
 
-* **air form** -- :func:`to_air` / :func:`from_air`: the digital path's bytes (wire
-  header + payload, :func:`pack_digital` / :func:`unpack_digital`) and the analog
-  path's unit-power complex symbols, segments in order. A receiver that lost the
-  digital part (CRC failure) still gets the analog symbols, un-scaled and flagged
-  (``crc_ok`` False): the header, and with it the scales and segment lengths, is gone.
+* **air form** -- :func:`to_air` / :func:`from_air`: the semantic header (system id,
+  header, analog segment lengths and scales: :func:`pack_header` / :func:`unpack_header`,
+  a few dozen bytes the PHY sends in its own strongly protected header block), the
+  payload (for the digital path at its MCS) and the analog path's unit-power complex
+  symbols, segments in order. A receiver that keeps the header but loses the payload
+  gets a frame with the header's true values, ``header_ok`` True and ``crc_ok`` False,
+  for the system's policy; one that loses the header still gets the analog symbols,
+  un-scaled and flagged (both False).
 * **worker form** -- :func:`to_arrays` / :func:`from_arrays`: arrays ``digital``,
   ``analog``, ``header`` plus a small meta map, for the inference worker's requests.
 * **PMT form** -- :func:`frame_to_pmt` / :func:`frame_from_pmt`, for GNU Radio messages.
@@ -32,6 +35,7 @@ Payload codecs (token ids, UTF-8 text, label maps) are in :mod:`gensemcom.codecs
 """
 from __future__ import annotations
 
+import binascii
 import math
 import struct
 from dataclasses import dataclass, field
@@ -42,7 +46,6 @@ import numpy as np
 
 from .phy.analog import analog_demap, analog_map
 
-WIRE_VERSION = 2
 MAX_HEADER_BYTES = 1 << 16
 #: the largest analog part (reals, all segments) a frame may announce or carry
 MAX_ANALOG = 1 << 26
@@ -80,10 +83,13 @@ class SemanticFrame:
         analog: the analog part: one real vector (the segment :data:`DEFAULT_SEGMENT`),
             or a mapping of segment names to real vectors, in sending order. Each
             segment has an even length. None or empty: a digital-only frame.
-        header (dict): small values the receiver needs; sent in the digital part.
+        header (dict): small values the receiver needs; sent in the PHY's protected
+            header block (:func:`pack_header`: at most :data:`MAX_AIR_HEADER` bytes).
         meta (dict): provenance and bookkeeping; never sent.
-        crc_ok (bool | None): at a receiver, whether the digital part arrived intact
+        crc_ok (bool | None): at a receiver, whether the digital payload arrived intact
             (None at the transmitter).
+        header_ok (bool | None): at a receiver, whether the protected header arrived
+            (default: ``crc_ok``).
 
     Attributes:
         segments (dict[str, np.ndarray]): the analog segments, float32, in order.
@@ -91,11 +97,11 @@ class SemanticFrame:
             whole analog part).
     """
 
-    __slots__ = ("system", "digital", "segments", "header", "meta", "crc_ok")
+    __slots__ = ("system", "digital", "segments", "header", "meta", "crc_ok", "header_ok")
 
     def __init__(self, system: str, digital: bytes = b"", analog: AnalogLike = None,
                  header: Optional[Dict[str, Any]] = None, meta: Optional[Dict[str, Any]] = None,
-                 crc_ok: Optional[bool] = None):
+                 crc_ok: Optional[bool] = None, header_ok: Optional[bool] = None):
         self.system = str(system)
         self.digital = bytes(digital)
         if isinstance(analog, Mapping):
@@ -108,6 +114,9 @@ class SemanticFrame:
         self.header = dict(header or {})
         self.meta = dict(meta or {})
         self.crc_ok = crc_ok
+        #: at a receiver: the protected header arrived (True even when the payload failed
+        #: its CRC); defaults to ``crc_ok`` for frames built without the distinction
+        self.header_ok = crc_ok if header_ok is None else header_ok
 
     @property
     def analog(self) -> np.ndarray:
@@ -128,70 +137,111 @@ class SemanticFrame:
     def replace(self, **kw) -> "SemanticFrame":
         """A copy with some fields replaced (``analog`` takes a vector or a mapping)."""
         d = {"system": self.system, "digital": self.digital, "analog": dict(self.segments),
-             "header": dict(self.header), "meta": dict(self.meta), "crc_ok": self.crc_ok}
+             "header": dict(self.header), "meta": dict(self.meta), "crc_ok": self.crc_ok,
+             "header_ok": self.header_ok}
         d.update(kw)
         return SemanticFrame(**d)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, SemanticFrame):
             return NotImplemented
-        return (self.system, self.digital, self.header, self.meta, self.crc_ok, list(self.segments)) == \
-            (other.system, other.digital, other.header, other.meta, other.crc_ok, list(other.segments)) and \
+        return (self.system, self.digital, self.header, self.meta, self.crc_ok, self.header_ok,
+                list(self.segments)) == \
+            (other.system, other.digital, other.header, other.meta, other.crc_ok, other.header_ok,
+             list(other.segments)) and \
             all(np.array_equal(self.segments[k], other.segments[k]) for k in self.segments)
 
     def __repr__(self) -> str:
         segs = ", ".join(f"{k}={v.size}" for k, v in self.segments.items()) or "none"
         return (f"SemanticFrame({self.system!r}, digital={len(self.digital)} B, analog segments: {segs}, "
-                f"header keys {sorted(self.header)}, crc_ok={self.crc_ok})")
+                f"header keys {sorted(self.header)}, crc_ok={self.crc_ok}, header_ok={self.header_ok})")
 
 
 # ================================================================== air form
+#: Well-known header keys, sent as one-byte labels (any other string key is sent as
+#: is), so the protected header stays inside one code block. Append only: a label's
+#: number is part of the air format.
+HEADER_LABELS = ("size", "shape", "pos", "norm", "seed", "dt", "snr_tx", "res", "mode", "n", "k", "q", "idx",
+                 "rows", "means", "len", "h", "w", "c", "cbr", "fg", "bg", "round", "classes", "task", "snr_db", "coded")
+_LABEL = {k: i for i, k in enumerate(HEADER_LABELS)}
+#: the largest semantic header (:func:`pack_header`) the protected header block carries
+MAX_AIR_HEADER = 240
+
+
+#: the system name of a receiver's CSI report (:func:`csi_frame`), known to every receiver
+CSI_SYSTEM = "csi"
+
+
+def csi_frame(snr_db: float) -> SemanticFrame:
+    """A receiver's channel report for the transmitter's link adaptation: a
+    digital-only frame whose header holds the estimated ``snr_db`` (float32 on the air)."""
+    return SemanticFrame(CSI_SYSTEM, b"", None, {"snr_db": round(float(snr_db), 2)})
+
+
+def system_id(name: str) -> int:
+    """The 16-bit id a system's name has on the air (CRC-16/CCITT of its UTF-8 bytes)."""
+    return binascii.crc_hqx(str(name).encode("utf-8"), 0xFFFF)
+
+
+def _system_name(sid: int, expected: str) -> str:
+    if expected and system_id(expected) == sid:
+        return expected
+    from .systems import registry  # lazy: the registry imports the systems, which import this module
+
+    for name in (CSI_SYSTEM, *registry.names()):
+        if system_id(name) == sid:
+            return name
+    raise FrameError(f"frame header names an unknown system (id 0x{sid:04x})")
+
+
 @dataclass
 class AirHeader:
-    """What the digital path's wire header says (:func:`unpack_digital`).
+    """What a frame's protected header says (:func:`unpack_header`).
 
     Attributes:
         system (str): the transmitting system.
         header (dict): the system's header.
         segments (list[tuple[str, int, float]]): per analog segment, in order: name,
             number of reals, and the scale that de-normalises its symbols.
-        payload (bytes): the system's digital payload.
     """
 
     system: str
     header: Dict[str, Any]
     segments: List[Tuple[str, int, float]]
-    payload: bytes
 
     @property
     def analog_len(self) -> int:
         return sum(n for _, n, _ in self.segments)
 
 
-def pack_digital(frame: SemanticFrame, scales: Sequence[float] = ()) -> bytes:
-    """The bytes the digital path carries: ``>HI`` (version, wire-header length), the
-    msgpack wire header ``{"s": system, "h": header, "a": segments}`` and the payload.
-    Each segment is ``[n, scale]`` (the default segment) or ``[name, n, scale]``.
+def pack_header(frame: SemanticFrame, scales: Sequence[float] = ()) -> bytes:
+    """The frame's semantic header as it travels in the PHY's protected header block:
+    the system id (u16, :func:`system_id`) and a msgpack pair ``[header, segments]``,
+    the header's well-known keys as one-byte labels (:data:`HEADER_LABELS`), floats as
+    float32; each segment ``[n, scale]`` (the default segment) or ``[name, n, scale]``.
 
     Args:
         frame (SemanticFrame): the frame.
         scales (Sequence[float]): one scale per analog segment (:func:`analog_map`'s).
 
     Raises:
-        FrameError: a header msgpack cannot pack, or one over :data:`MAX_HEADER_BYTES`.
+        FrameError: a header msgpack cannot pack, or one over :data:`MAX_AIR_HEADER`.
     """
     sizes = frame.segment_sizes()
     if len(scales) != len(sizes):
         raise FrameError(f"{len(scales)} scales for {len(sizes)} analog segments")
     segs = [[n, float(k)] if name == DEFAULT_SEGMENT else [name, n, float(k)]
             for (name, n), k in zip(sizes.items(), scales)]
+    head = {_LABEL.get(k, k): v for k, v in frame.header.items()}
     try:
-        head = msgpack.packb({"s": frame.system, "h": frame.header, "a": segs}, use_bin_type=True)
+        body = msgpack.packb([head, segs], use_bin_type=True, use_single_float=True)
     except (TypeError, ValueError, OverflowError) as e:
         raise FrameError(f"frame header cannot be packed: {e}") from None
-    if len(head) > MAX_HEADER_BYTES:
-        raise FrameError(f"frame header of {len(head)} bytes exceeds {MAX_HEADER_BYTES}")
-    return struct.pack(">HI", WIRE_VERSION, len(head)) + head + frame.digital
+    out = struct.pack(">H", system_id(frame.system)) + body
+    if len(out) > MAX_AIR_HEADER:
+        raise FrameError(f"frame header of {len(out)} bytes exceeds the protected header's {MAX_AIR_HEADER}: "
+                         "move bulky values into the digital payload")
+    return out
 
 
 def _check_segments(raw) -> List[Tuple[str, int, float]]:
@@ -220,36 +270,40 @@ def _check_segments(raw) -> List[Tuple[str, int, float]]:
     return out
 
 
-def unpack_digital(data: bytes) -> AirHeader:
-    """Inverse of :func:`pack_digital`.
+def unpack_header(data: bytes, system: str = "") -> AirHeader:
+    """Inverse of :func:`pack_header`.
+
+    Args:
+        data (bytes): the semantic header from the protected header block.
+        system (str): the system the receiver expects (resolves the id fastest; any
+            registered system is recognised).
 
     Raises:
-        FrameError: on a truncated or malformed packet, an unknown version, or wire
+        FrameError: on a truncated or malformed header, an unknown system id, or
             fields of the wrong type or range (and on nothing else: this is total).
     """
     try:
         data = bytes(data)
     except (TypeError, ValueError) as e:
-        raise FrameError(f"digital part is not bytes: {e}") from None
-    if len(data) < 6:
-        raise FrameError(f"digital part of {len(data)} bytes is too short for a frame header")
-    version, hlen = struct.unpack(">HI", data[:6])
-    if version != WIRE_VERSION:
-        raise FrameError(f"unknown frame version {version} (this receiver reads version {WIRE_VERSION})")
-    if hlen > MAX_HEADER_BYTES or 6 + hlen > len(data):
-        raise FrameError(f"frame header length {hlen} does not fit in {len(data)} bytes")
+        raise FrameError(f"frame header is not bytes: {e}") from None
+    if len(data) < 3 or len(data) > MAX_AIR_HEADER:
+        raise FrameError(f"frame header of {len(data)} bytes (3 to {MAX_AIR_HEADER})")
     try:
-        head = msgpack.unpackb(data[6:6 + hlen], raw=False, strict_map_key=True)
+        body = msgpack.unpackb(data[2:], raw=False, strict_map_key=False)
     except Exception as e:  # msgpack raises several types (ValueError, ExtraData, UnicodeDecodeError, ...)
         raise FrameError(f"frame header is not valid msgpack: {type(e).__name__}") from None
-    if not isinstance(head, dict) or not {"s", "h", "a"} <= set(head):
-        raise FrameError("frame header lacks system, header or analog segments")
-    system, header = head["s"], head["h"]
-    if not isinstance(system, str) or not 0 < len(system) <= 64:
-        raise FrameError(f"frame header's system is not a name: {system!r:.40}")
-    if not isinstance(header, dict):
-        raise FrameError("frame header's system header is not a map")
-    return AirHeader(system, header, _check_segments(head["a"]), data[6 + hlen:])
+    if not isinstance(body, list) or len(body) != 2 or not isinstance(body[0], dict):
+        raise FrameError("frame header is not a [header, segments] pair")
+    header = {}
+    for k, v in body[0].items():
+        if isinstance(k, int) and not isinstance(k, bool) and 0 <= k < len(HEADER_LABELS):
+            header[HEADER_LABELS[k]] = v
+        elif isinstance(k, str):
+            header[k] = v
+        else:
+            raise FrameError(f"frame header has an unknown key {k!r:.40}")
+    name = _system_name(struct.unpack(">H", data[:2])[0], system)
+    return AirHeader(name, header, _check_segments(body[1]))
 
 
 @dataclass
@@ -257,12 +311,15 @@ class AirFrame:
     """A frame as the PHY carries it (:func:`to_air`).
 
     Attributes:
-        digital (bytes): wire header and payload, for the digital path.
+        header (bytes): the semantic header (:func:`pack_header`), for the PHY's
+            protected header block.
+        digital (bytes): the system's payload, for the digital path at its MCS.
         analog (np.ndarray): complex64 symbols of every segment, each at unit
             average power, in order.
         segments (list[tuple[str, int, float]]): name, complex symbols and scale per segment.
     """
 
+    header: bytes
     digital: bytes
     analog: np.ndarray
     segments: List[Tuple[str, int, float]] = field(default_factory=list)
@@ -274,7 +331,7 @@ class AirFrame:
 
 def to_air(frame: SemanticFrame) -> AirFrame:
     """Frame -> air form: each segment power-normalised (:func:`analog_map`), its scale
-    written into the wire header.
+    written into the semantic header.
 
     Raises:
         FrameError: non-finite analog values, or a header that cannot be packed.
@@ -287,44 +344,48 @@ def to_air(frame: SemanticFrame) -> AirFrame:
             raise FrameError(f"analog segment {name!r}: {e}") from None
         symbols.append(s)
         segs.append((name, int(s.size), float(k)))
-    digital = pack_digital(frame, [k for _, _, k in segs])
+    header = pack_header(frame, [k for _, _, k in segs])
     analog = np.concatenate(symbols).astype(np.complex64) if symbols else np.zeros(0, np.complex64)
-    return AirFrame(digital, analog, segs)
+    return AirFrame(header, frame.digital, analog, segs)
 
 
 def lost_frame(system: str, symbols: np.ndarray, meta: Optional[Dict[str, Any]] = None) -> SemanticFrame:
-    """The frame a receiver builds when the digital part (with the header) is lost:
+    """The frame a receiver builds when the protected header is lost: ``header_ok`` and
     ``crc_ok`` False, no payload or header, the analog symbols un-scaled (unit power,
     scale 1) as one default segment, for systems that can fall back on them."""
-    return SemanticFrame(system, b"", analog_demap(np.asarray(symbols).reshape(-1), 1.0), {}, meta, False)
+    return SemanticFrame(system, b"", analog_demap(np.asarray(symbols).reshape(-1), 1.0), {}, meta, False, False)
 
 
-def from_air(digital: Optional[bytes], symbols: np.ndarray, crc_ok: bool = True, system: str = "",
-             meta: Optional[Dict[str, Any]] = None, on_bad_header: str = "raise") -> SemanticFrame:
+def from_air(header: Optional[bytes], payload: Optional[bytes], symbols: np.ndarray, crc_ok: bool = True,
+             system: str = "", meta: Optional[Dict[str, Any]] = None, on_bad_header: str = "raise") -> SemanticFrame:
     """Air form -> frame at a receiver.
 
     Args:
-        digital (bytes | None): the digital path's bytes (None: nothing decoded).
+        header (bytes | None): the semantic header from the protected header block
+            (None: the header block was lost).
+        payload (bytes | None): the digital payload (None or ``crc_ok`` False: lost).
         symbols (np.ndarray): the analog path's equalised complex symbols.
-        crc_ok (bool): whether the digital path passed its CRC.
-        system (str): the system to name in a frame whose header was lost.
+        crc_ok (bool): whether the payload passed its CRC.
+        system (str): the system the receiver expects (named in a frame whose header was lost).
         meta (dict): the received frame's meta.
-        on_bad_header (str): a digital part that passed CRC but does not parse:
-            ``"raise"`` (FrameError) or ``"lost"`` (treated as a lost digital part).
+        on_bad_header (str): a header that passed its CRC but does not parse:
+            ``"raise"`` (FrameError) or ``"lost"`` (treated as a lost header).
 
     Returns:
-        SemanticFrame: ``crc_ok`` True with the header's segments, each de-normalised
-        by its scale; or :func:`lost_frame` when the digital part was lost.
+        SemanticFrame: with the header (``header_ok`` True) its segments are
+        de-normalised by their scales, and the payload is there when ``crc_ok``
+        (empty otherwise: the system decides by its policy); without it,
+        :func:`lost_frame`.
 
     Raises:
         FrameError: a bad header with ``on_bad_header="raise"``, or fewer analog
             symbols than the header announces.
     """
     symbols = np.asarray(symbols, np.complex64).reshape(-1)
-    if digital is None or not crc_ok:
+    if header is None:
         return lost_frame(system, symbols, meta)
     try:
-        head = unpack_digital(digital)
+        head = unpack_header(header, system)
     except FrameError:
         if on_bad_header == "lost":
             return lost_frame(system, symbols, meta)
@@ -336,7 +397,8 @@ def from_air(digital: Optional[bytes], symbols: np.ndarray, crc_ok: bool = True,
     for name, n, k in head.segments:
         segs[name] = analog_demap(symbols[at: at + n // 2], k)
         at += n // 2
-    return SemanticFrame(head.system, head.payload, segs, head.header, meta, True)
+    ok = bool(crc_ok and payload is not None)
+    return SemanticFrame(head.system, bytes(payload) if ok else b"", segs, head.header, meta, ok, True)
 
 
 # ================================================================== worker form
@@ -350,8 +412,9 @@ def to_arrays(frame: SemanticFrame, prefix: str = "") -> Tuple[Dict[str, np.ndar
               f"{prefix}analog": np.ascontiguousarray(frame.analog, np.float32),
               f"{prefix}header": np.frombuffer(header, np.uint8)}
     meta: Dict[str, Any] = {f"{prefix}segments": [[k, n] for k, n in frame.segment_sizes().items()]}
-    if frame.crc_ok is not None:
-        meta[f"{prefix}crc_ok"] = bool(frame.crc_ok)
+    for key in ("crc_ok", "header_ok"):
+        if getattr(frame, key) is not None:
+            meta[f"{prefix}{key}"] = bool(getattr(frame, key))
     return arrays, meta
 
 
@@ -401,11 +464,13 @@ def from_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], syste
         raise FrameError("frame arrays must be digital uint8, analog float32, header uint8")
     if analog.ndim != 1 or analog.size > MAX_ANALOG or not np.all(np.isfinite(analog)):
         raise FrameError("analog part must be a finite 1-D vector")
-    crc_ok = meta.get(f"{prefix}crc_ok")
-    if crc_ok is not None and not isinstance(crc_ok, bool):
-        raise FrameError(f"meta '{prefix}crc_ok' must be a bool")
+    flags = {}
+    for key in ("crc_ok", "header_ok"):
+        flags[key] = meta.get(f"{prefix}{key}")
+        if flags[key] is not None and not isinstance(flags[key], bool):
+            raise FrameError(f"meta '{prefix}{key}' must be a bool")
     segs = _split(analog, meta.get(f"{prefix}segments"))
-    return SemanticFrame(system, digital.tobytes(), segs, _unpack_header(header.tobytes()), {}, crc_ok)
+    return SemanticFrame(system, digital.tobytes(), segs, _unpack_header(header.tobytes()), {}, **flags)
 
 
 # ================================================================== PMT form
@@ -414,7 +479,8 @@ def frame_to_pmt(frame: SemanticFrame):
 
     Keys: ``system`` (symbol), ``digital`` (u8vector), ``analog`` (f32vector, segments
     concatenated), ``segments`` (list of (name, length) pairs), ``header`` (u8vector,
-    msgpack), ``meta`` (dict, :func:`plain_meta`) and ``crc_ok`` (bool, at a receiver).
+    msgpack), ``meta`` (dict, :func:`plain_meta`), and at a receiver ``crc_ok`` and
+    ``header_ok`` (bools).
     """
     import pmt
 
@@ -426,8 +492,9 @@ def frame_to_pmt(frame: SemanticFrame):
     d = pmt.dict_add(d, pmt.intern("segments"), pmt.to_pmt([tuple(s) for s in m["segments"]]))
     d = pmt.dict_add(d, pmt.intern("header"), pmt.init_u8vector(a["header"].size, a["header"]))
     d = pmt.dict_add(d, pmt.intern("meta"), pmt.to_pmt(plain_meta(frame.meta)))
-    if frame.crc_ok is not None:
-        d = pmt.dict_add(d, pmt.intern("crc_ok"), pmt.from_bool(bool(frame.crc_ok)))
+    for key in ("crc_ok", "header_ok"):
+        if getattr(frame, key) is not None:
+            d = pmt.dict_add(d, pmt.intern(key), pmt.from_bool(bool(getattr(frame, key))))
     return d
 
 
@@ -460,12 +527,11 @@ def frame_from_pmt(msg) -> SemanticFrame:
             segs = [list(s) for s in pmt.to_python(segs_p)]
         meta_p = get("meta")
         meta = _pmt_meta(meta_p) if pmt.is_dict(meta_p) else {}
-        crc = get("crc_ok")
+        flags = {k: pmt.to_bool(get(k)) if pmt.is_bool(get(k)) else None for k in ("crc_ok", "header_ok")}
         arrays = {"digital": np.asarray(pmt.u8vector_elements(digital), np.uint8),
                   "analog": np.asarray(pmt.f32vector_elements(analog), np.float32),
                   "header": np.frombuffer(header, np.uint8)}
-        f = from_arrays(arrays, {"segments": segs, "crc_ok": pmt.to_bool(crc) if pmt.is_bool(crc) else None},
-                        pmt.symbol_to_string(system))
+        f = from_arrays(arrays, {"segments": segs, **flags}, pmt.symbol_to_string(system))
         f.meta = plain_meta(meta)
         return f
     except FrameError:

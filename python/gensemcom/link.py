@@ -1,12 +1,15 @@
 """The Link: semantic frames over the PHY core, the same code the GNU Radio blocks use.
 
-:class:`FrameLink` sends a frame: :func:`gensemcom.frame.to_air` gives the digital
-bytes (wire header + payload) and the analog symbols (each segment at unit power);
-the digital bytes go onto CRC-32 + LDPC + M-QAM symbols; both paths cross the channel
-(AWGN or Rayleigh block fading) and the equaliser (ZF for QAM, MMSE for analog
-symbols; perfect CSI or pilot LS/LMMSE; on AWGN analog symbols arrive as x + n);
-:func:`gensemcom.frame.from_air` rebuilds the frame, flagging a digital part that
-failed its CRC.
+:class:`FrameLink` sends a frame: :func:`gensemcom.frame.to_air` gives the semantic
+header, the payload and the analog symbols (each segment at unit power); the digital
+path (:class:`gensemcom.phy.digital.DigitalPath`) sends the header in its own strongly
+protected block (QPSK, LDPC rate 1/5, CRC-16), then the payload on CRC-32 + LDPC +
+M-QAM at an MCS chosen for the SNR (link adaptation, the default) or fixed; both paths
+cross the channel (AWGN or Rayleigh block fading) and the equaliser (ZF for QAM, MMSE
+for analog symbols; perfect CSI or pilot LS/LMMSE; on AWGN analog symbols arrive as
+x + n); :func:`gensemcom.frame.from_air` rebuilds the frame: a lost header loses the
+frame's values (``header_ok`` False), a payload that fails its CRC leaves the header's
+true values for the system's policy (``crc_ok`` False).
 
 :func:`run_link` runs one image through a system: encode, send, decode, and, for a
 system that holds a conversation (``max_rounds`` > 1), the receiver's feedback frame
@@ -19,13 +22,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import numpy as np
 
 from .frame import AirFrame, SemanticFrame, from_air, to_air
 from .phy.channels import PilotPattern, equalize, make_channel
-from .phy.digital import DigitalLink
+from .phy.digital import DigitalPath, PathTx
 from .systems.base import LinkContext, SemanticSystem, as_image
 
 
@@ -34,9 +37,10 @@ class PhyConfig:
     """PHY settings of a link (one direction).
 
     Attributes:
-        modulation (int): QAM order of the digital path.
+        modulation (int | str): QAM order of the payload, or "auto" (link adaptation).
         backend (str): LDPC backend.
-        rate (str): LDPC code rate.
+        rate (str): LDPC code rate of the payload, or "auto".
+        target_bler (float): link adaptation's code-block error target.
         channel (str): "awgn" or "rayleigh".
         coherence (int): Rayleigh block length (symbols).
         estimator (str): Rayleigh equaliser: "perfect", "ls" or "lmmse".
@@ -44,9 +48,10 @@ class PhyConfig:
         seed (int | None): channel seed.
     """
 
-    modulation: int = 16
+    modulation: Union[int, str] = "auto"
     backend: str = "default"
-    rate: str = "1/2"
+    rate: str = "auto"
+    target_bler: float = 1e-2
     channel: str = "awgn"
     coherence: int = 64
     estimator: str = "perfect"
@@ -56,10 +61,15 @@ class PhyConfig:
 
 @dataclass
 class Transmission:
-    """One frame as sent: the air form and the digital path's QAM symbols."""
+    """One frame as sent: the air form and the digital path's symbols (header block,
+    then the payload at its MCS)."""
 
     air: AirFrame
-    digital: np.ndarray
+    path: PathTx
+
+    @property
+    def digital(self) -> np.ndarray:
+        return self.path.symbols
 
     @property
     def analog(self) -> np.ndarray:
@@ -73,10 +83,11 @@ class RoundResult:
     Attributes:
         round (int): the round, from 0.
         frame_tx, frame_rx: the forward frame as sent and as received.
-        crc_ok (bool): whether the forward digital part passed CRC.
+        crc_ok (bool): whether the forward payload passed CRC.
         image: the receiver's image after this round (None: none).
-        channel_uses (dict): forward complex channel uses (``digital``, ``analog``,
-            ``total``, and ``analog_<segment>`` for frames with several segments).
+        channel_uses (dict): forward complex channel uses (``digital``, of which
+            ``header``, ``analog``, ``total``, and ``analog_<segment>`` for frames with
+            several segments).
         feedback_tx, feedback_rx: the receiver's feedback frame as sent and as the
             transmitter got it (None when the exchange ended with this round).
         feedback_uses (int): return-link channel uses of the feedback (0 if none).
@@ -91,12 +102,16 @@ class RoundResult:
     feedback_tx: Optional[SemanticFrame] = None
     feedback_rx: Optional[SemanticFrame] = None
     feedback_uses: int = 0
+    header_ok: bool = True
+    phy: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class LinkResult:
-    """What happened to one image (the last round's image, frames and CRC; channel
-    uses summed over the rounds, ``feedback`` holding the return link's)."""
+    """What happened to one image (the last round's image, frames, CRC and header
+    verdicts and PHY report; channel uses summed over the rounds, ``feedback`` holding
+    the return link's). ``phy`` holds the payload's MCS, why it was chosen, and the
+    receiver's SNR estimate."""
 
     image: Optional[np.ndarray]
     frame_tx: SemanticFrame
@@ -105,6 +120,8 @@ class LinkResult:
     channel_uses: Dict[str, int]
     timings: Dict[str, float] = field(default_factory=dict)
     rounds: List[RoundResult] = field(default_factory=list)
+    header_ok: bool = True
+    phy: Dict[str, Any] = field(default_factory=dict)
 
 
 class FrameLink:
@@ -116,24 +133,28 @@ class FrameLink:
 
     def __init__(self, cfg: Optional[PhyConfig] = None):
         self.cfg = cfg or PhyConfig()
-        self.digital = DigitalLink(self.cfg.modulation, self.cfg.backend, self.cfg.rate)
+        self.digital = DigitalPath(self.cfg.modulation, self.cfg.backend, self.cfg.rate,
+                                   target_bler=self.cfg.target_bler, channel=self.cfg.channel)
         self.pilots = PilotPattern(self.cfg.coherence, self.cfg.n_pilots) if (
             self.cfg.channel == "rayleigh" and self.cfg.estimator in ("ls", "lmmse")) else None
         self._rng_seed = self.cfg.seed
 
     def context(self, snr_db: Optional[float] = None, budget_symbols: Optional[int] = None) -> LinkContext:
-        return LinkContext(snr_db, self.cfg.modulation, self.digital.code.rate, budget_symbols)
+        """What a system may know: the SNR, the payload MCS the link picks for it, the budget."""
+        mcs, _ = self.digital.mcs_for(snr_db)
+        return LinkContext(snr_db, mcs.modulation, mcs.code_rate, budget_symbols)
 
-    def transmit(self, frame: SemanticFrame) -> Transmission:
+    def transmit(self, frame: SemanticFrame, snr_db: Optional[float] = None) -> Transmission:
+        """Frame -> air form and digital symbols, the payload's MCS chosen for ``snr_db``."""
         air = to_air(frame)
-        return Transmission(air, self.digital.transmit(air.digital))
+        return Transmission(air, self.digital.transmit(air.header, air.digital, snr_db))
 
     def channel_uses(self, tx: Transmission) -> Dict[str, int]:
-        """Complex channel uses, digital and analog (and per segment when there are
-        several), pilots included."""
+        """Complex channel uses: digital (the header block included, also reported as
+        ``header``) and analog (and per segment when there are several), pilots included."""
         n = self.pilots.n_tx if self.pilots is not None else int
         d, a = n(tx.digital.size), n(tx.analog.size)
-        out = {"digital": int(d), "analog": int(a), "total": int(d + a)}
+        out = {"digital": int(d), "header": int(n(tx.path.n_header)), "analog": int(a), "total": int(d + a)}
         segs = tx.air.analog_uses()
         if len(segs) > 1:
             out.update({f"analog_{k}": int(n(v)) for k, v in segs.items()})
@@ -154,21 +175,45 @@ class FrameLink:
     def send(self, frame: SemanticFrame, snr_db: float, rng: Optional[np.random.Generator] = None):
         """Frame through transmitter, channel and receiver.
 
+        The transmitter adapts the payload's MCS to ``snr_db`` (when the link's
+        modulation or rate is "auto"). The received frame's ``meta["phy"]`` says what
+        the PHY did: ``mcs``, ``mcs_reason``, ``header_ok``, ``snr_est_db`` (the
+        receiver's data-aided estimate from the header block) and, when lost,
+        ``header_lost_reason``.
+
         Returns:
-            tuple[SemanticFrame, bool, Transmission]: the received frame (when the
-            digital part, which carries the header, fails its CRC or does not parse:
-            ``crc_ok`` False, empty digital part and header, analog symbols
-            un-scaled), whether the digital part passed CRC, and the transmission.
+            tuple[SemanticFrame, bool, Transmission]: the received frame (header lost:
+            ``header_ok`` and ``crc_ok`` False, empty header, analog symbols un-scaled;
+            payload lost: ``crc_ok`` False with the header's true values), whether
+            the payload passed CRC, and the transmission.
         """
         rng = rng or np.random.default_rng(self._rng_seed)
-        tx = self.transmit(frame)
+        tx = self.transmit(frame, snr_db)
         seeds = rng.integers(0, 2**31, size=2)
         yd, nvd = self._through(tx.digital, snr_db, int(seeds[0]), "zf")
         ya, _ = self._through(tx.analog, snr_db, int(seeds[1]), "mmse")
         res = self.digital.receive(yd, nvd)
-        rx = from_air(res.payload if res.crc_ok else None, ya, res.crc_ok, frame.system, dict(frame.meta),
+        meta = dict(frame.meta)
+        meta["phy"] = phy_report(tx.path, res)
+        rx = from_air(res.header, res.payload if res.crc_ok else None, ya, res.crc_ok, frame.system, meta,
                       on_bad_header="lost")
         return rx, bool(rx.crc_ok), tx
+
+
+def phy_report(tx: Optional[PathTx], rx) -> Dict[str, Any]:
+    """What the PHY did with one frame, for reports: the payload's MCS and why, whether
+    the header arrived (and why not), the receiver's SNR estimate."""
+    out: Dict[str, Any] = {}
+    if tx is not None:
+        out.update(mcs=tx.mcs.name, mcs_reason=tx.reason, header_uses=int(tx.n_header))
+    out["header_ok"] = bool(rx.header_ok)
+    if rx.snr_db is not None:
+        out["snr_est_db"] = round(float(rx.snr_db), 2)
+    if not rx.header_ok:
+        out["header_lost_reason"] = rx.reason
+    elif not rx.crc_ok:
+        out["payload_failed_blocks"] = list(rx.failed_blocks)
+    return out
 
 
 def _sum_uses(rounds: List[RoundResult]) -> Dict[str, int]:
@@ -227,7 +272,8 @@ def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Opt
         t["encode_s"] += t1 - t0
         t["phy_s"] += t2 - t1
         t["decode_s"] += t3 - t2
-        rr = RoundResult(r, frame, rx, ok, out, link.channel_uses(tx))
+        rr = RoundResult(r, frame, rx, ok, out, link.channel_uses(tx), header_ok=bool(rx.header_ok),
+                         phy=dict(rx.meta.get("phy", {})))
         rounds.append(rr)
         if r + 1 >= n_rounds:
             break
@@ -242,7 +288,8 @@ def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Opt
         rr.feedback_tx, rr.feedback_rx = fb, feedback_rx
         rr.feedback_uses = return_link.channel_uses(ftx)["total"]
     last = rounds[-1]
-    return LinkResult(last.image, last.frame_tx, last.frame_rx, last.crc_ok, _sum_uses(rounds), t, rounds)
+    return LinkResult(last.image, last.frame_tx, last.frame_rx, last.crc_ok, _sum_uses(rounds), t, rounds,
+                      last.header_ok, last.phy)
 
 
-__all__ = ["FrameLink", "LinkResult", "PhyConfig", "RoundResult", "Transmission", "run_link"]
+__all__ = ["FrameLink", "LinkResult", "PhyConfig", "RoundResult", "Transmission", "phy_report", "run_link"]

@@ -9,7 +9,8 @@ from gnuradio import gr
 
 from ..frame import FrameError, frame_to_pmt, from_air
 from .frame_mapper import KEY_FRAME_SEQ
-from .pdu_utils import KEY_CRC_OK, PduError, counting, frame_meta, meta_get, parse_pdu
+from .pdu_utils import (KEY_CRC_OK, KEY_HEADER_BYTES, KEY_HEADER_OK, PduError, counting, frame_meta, meta_get,
+                        parse_pdu)
 
 
 class frame_demapper(counting, gr.basic_block):
@@ -17,10 +18,13 @@ class frame_demapper(counting, gr.basic_block):
     SemanticFrame out.
 
     The two PDUs of a frame are paired by ``frame_seq`` and rebuilt by
-    :func:`gensemcom.frame.from_air`. The digital PDU's ``crc_ok`` decides: intact,
-    the wire header gives the system and each analog segment's length and scale; failed, the frame is forwarded with ``crc_ok`` False, an empty header and
-    un-scaled analog symbols (systems that can fall back on the analog part may),
-    never silently as good. Halves whose partner never comes are evicted after
+    :func:`gensemcom.frame.from_air`. The digital PDU's first ``header_bytes`` bytes
+    are the semantic header; its ``header_ok`` and ``crc_ok`` decide: with the header,
+    the frame has the system, each analog segment's length and scale and the header's
+    values, and the payload when ``crc_ok`` (otherwise ``crc_ok`` False, for the
+    system's policy); without it, the frame is forwarded with ``header_ok`` and
+    ``crc_ok`` False, an empty header and un-scaled analog symbols (systems that can
+    fall back on the analog part may), never silently as good. Halves whose partner never comes are evicted after
     ``max_pending`` newer frames and counted.
 
     Args:
@@ -32,7 +36,7 @@ class frame_demapper(counting, gr.basic_block):
         self._init_counters()
         self.max_pending = int(max_pending)
         self._pending = collections.OrderedDict()
-        self.n_crc_fail = 0
+        self.n_crc_fail = self.n_header_lost = 0
         self.message_port_register_in(pmt.intern("digital"))
         self.message_port_register_in(pmt.intern("analog"))
         self.message_port_register_out(pmt.intern("out"))
@@ -42,6 +46,7 @@ class frame_demapper(counting, gr.basic_block):
     def counters(self):
         c = counting.counters(self)
         c["crc_failed"] = self.n_crc_fail
+        c["header_lost"] = self.n_header_lost
         c["pending"] = len(self._pending)
         return c
 
@@ -54,7 +59,8 @@ class frame_demapper(counting, gr.basic_block):
     def _half(self, msg, which):
         self._count("n_in")
         try:
-            meta, data = parse_pdu(msg, "u8" if which == "digital" else "c32", allow_empty=(which == "analog"))
+            # an empty digital PDU is a frame whose header (and so everything digital) was lost
+            meta, data = parse_pdu(msg, "u8" if which == "digital" else "c32", allow_empty=True)
             seq = meta_get(meta, KEY_FRAME_SEQ)
             if not isinstance(seq, int):
                 raise PduError(f"{which} PDU has no integer '{KEY_FRAME_SEQ}'")
@@ -79,17 +85,28 @@ class frame_demapper(counting, gr.basic_block):
         dmeta, dbytes = entry["digital"]
         _, symbols = entry["analog"]
         crc_ok = meta_get(dmeta, KEY_CRC_OK, True) is True
+        header_ok = meta_get(dmeta, KEY_HEADER_OK, True) is True
+        nh = meta_get(dmeta, KEY_HEADER_BYTES, 0)
+        raw = dbytes.tobytes()
+        if not isinstance(nh, int) or not 0 <= nh <= len(raw):
+            self.drop("bad digital PDU", f"'{KEY_HEADER_BYTES}' {nh!r:.40} for {len(raw)} bytes")
+            return
         fmeta = {k: v for k, v in frame_meta(dmeta).items()
-                 if k not in (KEY_CRC_OK, "failed_blocks", "n_blocks", KEY_FRAME_SEQ, "system")}
+                 if k not in (KEY_CRC_OK, KEY_HEADER_OK, KEY_HEADER_BYTES, "failed_blocks", "n_blocks",
+                              KEY_FRAME_SEQ, "system")}
         system = meta_get(dmeta, "system", "")
-        fmeta["crc_ok"] = crc_ok
+        fmeta["crc_ok"], fmeta["header_ok"] = crc_ok, header_ok
         try:
-            frame = from_air(dbytes.tobytes() if crc_ok else None, symbols, crc_ok, str(system), fmeta)
+            frame = from_air(raw[:nh] if header_ok else None, raw[nh:] if crc_ok else None, symbols, crc_ok,
+                             str(system), fmeta)
         except FrameError as e:
             self.drop("bad frame header", str(e))
             return
-        if not crc_ok:
+        if not header_ok:
+            self.n_header_lost += 1
+            self.logger.warn("protected header lost: frame forwarded with header_ok=False, analog symbols un-scaled")
+        elif not crc_ok:
             self.n_crc_fail += 1
-            self.logger.warn("digital part failed CRC: frame forwarded with crc_ok=False")
+            self.logger.warn("payload failed CRC: frame forwarded with its header and crc_ok=False")
         self.message_port_pub(pmt.intern("out"), frame_to_pmt(frame))
         self._count("n_out")

@@ -12,12 +12,12 @@ import numpy as np
 import pmt
 from gnuradio import analog, blocks, digital, gr
 
-from ..frame import FrameError, frame_to_pmt, from_air, lost_frame
+from ..frame import frame_to_pmt, from_air
 from ..ota.phy import FRAME_LEN_TAG, HEADER_SYMS, N_SYNC, ChannelEstimate, Header, OfdmReceiverCore, OtaError, OtaParams
 from ..phy.analog import analog_demap
-from ..phy.digital import DigitalLink
-from .ota_tx import (_K_CHAN, _K_DELAY, _K_DOF, _K_FRAME_LEN, _K_HDR, _K_N0, KEY_ANALOG, KEY_SEQ, OtaStats,
-                     _modulation_bits)
+from ..phy.digital import DigitalPath
+from .ota_tx import (_K_CHAN, _K_DELAY, _K_DOF, _K_FRAME_LEN, _K_HDR, _K_N0, KEY_ANALOG, KEY_HEADER_OK, KEY_SEQ,
+                     OtaStats)
 from .pdu_utils import (KEY_CRC_OK, KEY_FAILED_BLOCKS, KEY_N_BLOCKS, KEY_SNR_DB, counting, make_pdu, meta_get, meta_set,
                         parse_pdu)
 
@@ -192,7 +192,7 @@ class ota_payload(counting, gr.sync_block):
 class ota_decoder(counting, gr.basic_block):
     """Equalised symbols PDU in; the received frame out (``out``) and counters (``stats``)."""
 
-    def __init__(self, link: DigitalLink, stats: OtaStats, analog_eq: str = "mmse", name: str = "ota_rx"):
+    def __init__(self, link: DigitalPath, stats: OtaStats, analog_eq: str = "mmse", name: str = "ota_rx"):
         gr.basic_block.__init__(self, name="gensemcom_ota_decoder", in_sig=None, out_sig=None)
         self._init_counters()
         if analog_eq not in ("mmse", "zf"):
@@ -212,19 +212,23 @@ class ota_decoder(counting, gr.basic_block):
         nva = nv[h.n_digital: h.n_digital + h.n_analog]
         if self.analog_eq == "mmse":
             ya = ya / (1.0 + nva)  # MMSE for unit-power symbols: x_zf |h|^2 / (|h|^2 + N0)
+        hdr, hok, mcs = b"", True, None
         if h.n_digital:
             res = self.link.receive(yd, np.maximum(nv[: h.n_digital], 1e-9))
             ok, payload, failed, nblk = bool(res.crc_ok), res.payload or b"", list(res.failed_blocks), res.n_blocks
+            hdr, hok, mcs = res.header, bool(res.header_ok), res.mcs
         else:
             ok, payload, failed, nblk = True, b"", [], 0
         analog = analog_demap(ya, h.analog_scale)
-        info = {KEY_CRC_OK: ok, KEY_SNR_DB: snr_db, KEY_SEQ: h.seq, "noise_var_mean": float(np.mean(nv)) if nv.size else 0.0}
+        info = {KEY_CRC_OK: ok, KEY_HEADER_OK: hok, KEY_SNR_DB: snr_db, KEY_SEQ: h.seq,
+                "noise_var_mean": float(np.mean(nv)) if nv.size else 0.0}
+        if mcs is not None:
+            info["mcs"] = mcs.name
         if h.is_frame:  # the analog symbols are the air form's (unit power per segment)
-            try:
-                frame = from_air(payload if ok else None, ya * h.analog_scale, ok, "unknown", info)
-            except FrameError:  # passed CRC but does not parse: a lost frame
-                frame = lost_frame("unknown", ya * h.analog_scale, info)
+            frame = from_air(hdr if hok else None, payload if ok else None, ya * h.analog_scale, ok, "", info,
+                             on_bad_header="lost")
             ok = info[KEY_CRC_OK] = frame.meta[KEY_CRC_OK] = bool(frame.crc_ok)
+            frame.meta[KEY_HEADER_OK] = bool(frame.header_ok)
             return frame_to_pmt(frame), ok
         m = pmt.make_dict()
         for k, v in info.items():
@@ -284,7 +288,7 @@ class ota_rx(gr.hier_block2):
         self.p = p = OtaParams()
         self.stats = OtaStats()
         self.core = OfdmReceiverCore(p, int(chan_taps), int(track_window))
-        link = DigitalLink(int(modulation), backend, code_rate, llr_method=llr_method, max_iter=int(max_iter) or None)
+        link = DigitalPath(modulation, backend, code_rate, llr_method=llr_method, max_iter=int(max_iter) or None)
         self.sync = digital.ofdm_sync_sc_cfb(p.fft_len, p.cp_len, False, float(threshold))
         self.delay = blocks.delay(gr.sizeof_gr_complex, p.sym_len)
         self.osc = analog.frequency_modulator_fc(-2.0 / p.fft_len)
@@ -298,7 +302,8 @@ class ota_rx(gr.hier_block2):
         self.mixer.set_min_output_buffer(n_samp)
         self.sync.set_min_output_buffer(n_samp)
         self.hpd.set_min_output_buffer(n_samp)
-        self.parser = ota_header_parser(self.core, self.stats, _modulation_bits(modulation), int(max_symbols))
+        # the digital part starts with the protected header block, QPSK whatever the payload's MCS
+        self.parser = ota_header_parser(self.core, self.stats, 2, int(max_symbols))
         self.payload = ota_payload(self.core, self.stats)
         self.decoder = ota_decoder(link, self.stats, analog_eq)
         self.connect(self, self.sync)

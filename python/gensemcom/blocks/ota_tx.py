@@ -36,7 +36,7 @@ from gnuradio import digital, fft, gr, pdu
 from ..frame import FrameError, frame_from_pmt, to_air
 from ..ota.phy import FRAME_LEN_TAG, HEADER_SYMS, LENGTH_TAG, N_SYNC, Header, OtaError, OtaParams, frame_data_symbols
 from ..phy.analog import analog_map
-from ..phy.digital import DigitalLink
+from ..phy.digital import DigitalPath
 from .pdu_utils import PduError, counting, make_pdu, meta_get, meta_set, parse_pdu
 
 KEY_ANALOG = "analog"
@@ -46,13 +46,6 @@ _K_CHAN, _K_N0, _K_DOF, _K_HDR, _K_DELAY = (pmt.intern(k) for k in ("ota_chan", 
                                                                     "ota_delay"))
 _K_FRAME_LEN = pmt.intern(FRAME_LEN_TAG)
 MAX_DELAY = 8192  # largest per-frame leading delay (metadata "ota_delay", samples)
-
-
-def _modulation_bits(modulation: int) -> int:
-    b = int(np.log2(int(modulation)))
-    if 2 ** b != int(modulation):
-        raise ValueError(f"modulation must be a power of two, got {modulation}")
-    return b
 
 
 # ====================================================================== stats
@@ -110,12 +103,12 @@ class ota_framer(counting, gr.basic_block):
     """Frame dict or PDU in (``in``) -> data-carrier symbols PDU out (``out``)."""
 
     def __init__(self, modulation=16, backend="default", code_rate="1/2", params: Optional[OtaParams] = None,
-                 delays: Optional[collections.deque] = None, max_symbols: int = 2048):
+                 delays: Optional[collections.deque] = None, max_symbols: int = 2048, snr_db: float = 10.0):
         gr.basic_block.__init__(self, name="gensemcom_ota_framer", in_sig=None, out_sig=None)
         self._init_counters()
         self.p = params or OtaParams()
-        self.link = DigitalLink(int(modulation), backend, code_rate)
-        self.bits = _modulation_bits(modulation)
+        self.path = DigitalPath(modulation, backend, code_rate)
+        self.snr_db = float(snr_db)
         self.seq = 0
         self.max_symbols = int(max_symbols)
         self.delays = delays if delays is not None else collections.deque()
@@ -129,10 +122,10 @@ class ota_framer(counting, gr.basic_block):
         is_pdu = pmt.is_pair(msg) and pmt.is_uniform_vector(pmt.cdr(msg))
         if not is_pdu:
             frame = frame_from_pmt(msg)
-            air = to_air(frame)  # segments at unit power, their scales in the wire header
+            air = to_air(frame)  # segments at unit power, their scales in the semantic header
             ana, scale = air.analog, 1.0
-            dig = self.link.transmit(air.digital)
-            is_frame = True
+            tx = self.path.transmit(air.header, air.digital, self.snr_db)
+            dig, is_frame = tx.symbols, True
             delay = int(frame.meta.get("ota_delay", 0) or 0)
         else:
             vec = pmt.cdr(msg)
@@ -140,7 +133,7 @@ class ota_framer(counting, gr.basic_block):
                 meta, a = parse_pdu(msg, "f32")
                 data = np.zeros(0, np.uint8)
             else:
-                meta, data = parse_pdu(msg, "u8", self.link.max_payload, allow_empty=True)
+                meta, data = parse_pdu(msg, "u8", 1 << 24, allow_empty=True)
                 a = meta_get(meta, KEY_ANALOG)
                 a = np.zeros(0, np.float32) if a is None else np.asarray(a, np.float32).reshape(-1)
             if a.size % 2:
@@ -148,10 +141,12 @@ class ota_framer(counting, gr.basic_block):
             if not np.all(np.isfinite(a)):
                 raise PduError("analog part has NaN or Inf values")
             ana, scale = analog_map(a)
-            dig = self.link.transmit(data.tobytes()) if data.size else np.zeros(0, np.complex64)
+            # bytes go behind a protected header (empty semantic header) that names their MCS
+            dig = self.path.transmit(b"", data.tobytes(), self.snr_db).symbols if data.size \
+                else np.zeros(0, np.complex64)
             is_frame = False
             delay = int(meta_get(meta, "ota_delay", 0) or 0)
-        h = Header(dig.size, ana.size, scale, self.seq, self.bits, is_frame)
+        h = Header(dig.size, ana.size, scale, self.seq, 2, is_frame)
         n_sym = HEADER_SYMS + max(1, self.p.payload_syms(dig.size + ana.size))
         if n_sym > self.max_symbols:
             raise OtaError(f"frame of {n_sym} OFDM symbols exceeds max_symbols={self.max_symbols}")

@@ -27,6 +27,10 @@ KEY_FAILED_BLOCKS = "failed_blocks"  # s32vector: indices of failed code blocks
 KEY_N_BLOCKS = "n_blocks"        # int: code blocks in the frame
 KEY_ANALOG_SCALE = "analog_scale"    # float: scale that de-normalises analog symbols
 KEY_EQUALIZED = "equalized"      # bool: an equaliser has removed the channel gains
+KEY_HEADER_BYTES = "header_bytes"  # int: the digital PDU's leading semantic-header bytes
+KEY_HEADER_OK = "header_ok"      # bool: the protected header block decoded
+KEY_MCS = "mcs"                  # str: the payload's MCS ("16QAM-1/2")
+KEY_SNR_EST = "snr_est_db"       # float: the receiver's data-aided Es/N0 estimate
 
 # PDU vector kinds: name -> (pmt predicate, pmt constructor, numpy dtype)
 _KINDS = {

@@ -30,22 +30,22 @@ class return_link(gr.hier_block2):
     Args:
         snr_db (float): Es/N0 of the return channel (dB). Settable.
         channel (str): "awgn" or "rayleigh".
-        modulation (int): QAM order (default 4: feedback is short and must arrive).
-        code_rate (str): LDPC rate.
+        modulation (int | str): QAM order (default 4: feedback is short and must arrive), or "auto".
+        code_rate (str): LDPC rate, or "auto" (link adaptation at ``snr_db``).
         coherence (int): Rayleigh block length in symbols.
         seed (int): channel seed (the analog path uses seed + 1; -1: fresh entropy).
     """
 
-    def __init__(self, snr_db=10.0, channel="awgn", modulation=4, code_rate="1/2", coherence=64, seed=-1):
+    def __init__(self, snr_db=10.0, channel="awgn", modulation=4, code_rate="auto", coherence=64, seed=-1):
         gr.hier_block2.__init__(self, "gensemcom_return_link", gr.io_signature(0, 0, 0), gr.io_signature(0, 0, 0))
         self.message_port_register_hier_in("in")
         self.message_port_register_hier_out("out")
         fading = channel == "rayleigh"
         self.mapper = frame_mapper()
-        self.dtx = digital_tx(modulation=int(modulation), code_rate=str(code_rate))
+        self.dtx = digital_tx(modulation=modulation, code_rate=str(code_rate), snr_db=float(snr_db), channel=channel)
         self.dchan = pdu_channel(channel, float(snr_db), int(coherence), int(seed))
         self.achan = pdu_channel(channel, float(snr_db), int(coherence), int(seed) + 1 if int(seed) >= 0 else -1)
-        self.drx = digital_rx(modulation=int(modulation), code_rate=str(code_rate))
+        self.drx = digital_rx(modulation=modulation, code_rate=str(code_rate))
         self.demapper = frame_demapper()
         self.msg_connect(self, "in", self.mapper, "in")
         self.msg_connect(self.mapper, "digital", self.dtx, "in")
@@ -62,13 +62,8 @@ class return_link(gr.hier_block2):
         self.mapper.to_basic_block()._post(pmt.intern("in"), msg)
 
     def set_snr_db(self, snr_db) -> None:
-        for blk in (self.dchan, self.achan):
+        for blk in (self.dchan, self.achan, self.dtx):
             blk.set_snr_db(snr_db)
-
-    def channel_uses(self, digital_bytes: int, analog_symbols: int = 0) -> int:
-        """Complex channel uses of a feedback frame (its mapper's ``digital_bytes`` and
-        ``analog_symbols``)."""
-        return int(self.dtx.link.n_symbols(int(digital_bytes))) + int(analog_symbols)
 
     def counters(self) -> Dict[str, Any]:
         """Counters of the inner blocks, by role."""

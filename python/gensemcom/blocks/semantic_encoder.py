@@ -9,6 +9,7 @@ import numpy as np
 import pmt
 
 from ..frame import FrameError, frame_from_pmt, frame_to_pmt, from_arrays, to_arrays
+from ..phy.mcs import parse_choice, rate_label, select_mcs
 from .pdu_utils import KEY_SHAPE, PduError, frame_meta, image_from_pdu, meta_get
 from .worker_block import worker_block
 
@@ -32,8 +33,9 @@ class semantic_encoder(worker_block):
             test models), "full" (Hugging Face ids or local paths on the worker).
         snr_db (float): the SNR the transmitter assumes (fed back from the
             receiver in a real link; SNR-adaptive systems use it). Settable.
-        modulation (int): QAM order of the digital path (rate-matched systems).
-        code_rate (float): LDPC rate of the digital path (rate-matched systems).
+        modulation (int | str): QAM order of the digital path (rate-matched systems),
+            or "auto": the MCS link adaptation picks for ``snr_db`` (as ``digital_tx`` does).
+        code_rate (float | str): LDPC rate of the digital path, or "auto".
         budget_symbols (int): channel uses per image for rate-matched systems
             (0: the system's own choice).
         address (str): worker or broker endpoint ('' starts a local worker).
@@ -41,13 +43,17 @@ class semantic_encoder(worker_block):
         curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
-    def __init__(self, system="deepjscc", profile="embedded", snr_db=10.0, modulation=16, code_rate=0.5,
+    def __init__(self, system="deepjscc", profile="embedded", snr_db=10.0, modulation="auto", code_rate="auto",
                  budget_symbols=0, address="", timeout_ms=60000, curve_keys=""):
         worker_block.__init__(self, "gensemcom_semantic_encoder", address, profile, timeout_ms, retries=0,
                               curve_keys=curve_keys)
         self.system = str(system)
         self.snr_db = float(snr_db)
-        self.modulation, self.code_rate, self.budget_symbols = int(modulation), float(code_rate), int(budget_symbols)
+        self.modulation, self.code_rate = parse_choice(modulation, "modulation"), code_rate
+        if self.code_rate not in ("auto", None):
+            self.code_rate = str(rate_label(code_rate))
+        self.budget_symbols = int(budget_symbols)
+        select_mcs(None, modulation=self.modulation, rate=self.code_rate or "auto")  # fail early on a bad MCS
         self._images: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
         self.message_port_register_in(pmt.intern("feedback"))
         self.set_msg_handler(pmt.intern("feedback"), self._on_feedback)
@@ -56,8 +62,9 @@ class semantic_encoder(worker_block):
         self.snr_db = float(snr_db)
 
     def _request(self) -> dict:
-        req = {"system": self.system, "snr_db": self.snr_db, "modulation": self.modulation,
-               "code_rate": self.code_rate}
+        mcs, _ = select_mcs(self.snr_db, modulation=self.modulation, rate=self.code_rate or "auto")
+        req = {"system": self.system, "snr_db": self.snr_db, "modulation": mcs.modulation,
+               "code_rate": mcs.code_rate}
         if self.budget_symbols > 0:
             req["budget_symbols"] = self.budget_symbols
         return req
@@ -88,7 +95,8 @@ class semantic_encoder(worker_block):
         meta, image = self._images[session]
         arrays, fmeta = to_arrays(fb, "fb_")
         req = dict(self._request(), session=session, round=rnd + 1, **fmeta)
-        sizes = {f"feedback_{k}": fb.meta[k] for k in ("digital_bytes", "analog_symbols") if k in fb.meta}
+        sizes = {f"feedback_{k}": fb.meta[k] for k in ("digital_bytes", "digital_symbols", "analog_symbols")
+                 if k in fb.meta}
         return "semantic_encode", dict(arrays, image=image), req, (meta, session, rnd + 1, sizes)
 
     def item_id(self, state):

@@ -7,27 +7,34 @@ GNU Radio top block (:class:`FlowgraphLink`), and writes to ``--out``:
 
 * ``rows.csv`` (appended as rows finish, so an interrupted run can ``--resume``) and
   ``rows.json``: one row per system x image x SNR with channel uses (digital, analog,
-  total), the achieved CBR (total uses / (3 H W)), CRC verdict, failure flag,
-  metrics and timings;
-* ``summary.csv`` / ``summary.json`` / ``summary.txt``: means per system x SNR;
+  total), the achieved CBR (total uses / (3 H W)), CRC verdict, the ``failed`` flag
+  (image lost) and the ``header_lost`` flag (the protected header did not arrive
+  either), metrics and timings;
+* ``summary.csv`` / ``summary.json`` / ``summary.txt``: means per system x SNR, with
+  the counts of lost images (``lost``) and of lost headers (``header_lost``);
 * ``{metric}_vs_snr.png`` and ``{metric}_vs_uses.png``;
 * ``config.json``: the settings.
 
 Conventions:
 
-* SNR is Es/N0 per complex channel use (unit average symbol power), as in the PHY.
+* SNR is Es/N0 per complex channel use (unit average symbol power), as in the PHY;
+  the default sweep is :data:`DEFAULT_SNRS` (-5 to 20 dB).
 * Budget: ``floor(cbr * 3 * H * W)`` complex channel uses per image, handed to every
   system as :attr:`LinkContext.budget_symbols`; rate-matched systems (JPEG2000+LDPC)
-  stay within it, the others report what they actually used (``cbr_actual``).
+  stay within it, DeepJSCC fits its latent into it (its header is side information),
+  and every system reports what it actually used (``cbr_actual``).
 * Failures: a system that returns no image (lost digital part, undecodable
   codestream, or a budget too small to send anything) is ``failed``; its PSNR, SSIM
   and MS-SSIM are **scored 0** (the Stable Cascade semcom paper's convention). The
   summary gives the failure rate, the means with failures scored 0, and PSNR over
   the received images only (``psnr_ok``).
 * ``jpeg2000-ldpc`` is run for every (M, code rate) in ``--j2k-modulations`` x
-  ``--j2k-rates`` (rows named ``jpeg2000-ldpc@16qam-r1/2``...), and the pseudo-system
-  ``jpeg2000-ldpc-envelope`` takes, at each SNR, the combination with the best mean
-  PSNR (failures scored 0), its rows copied with ``envelope_of`` naming it.
+  ``--j2k-rates`` (rows named ``jpeg2000-ldpc@16qam-r1/2``...), and two pseudo-systems
+  pick one combination per SNR, their rows copied with ``envelope_of`` naming it
+  (:func:`envelope_rows`): ``jpeg2000-ldpc-envelope``, the best mean PSNR among the
+  combinations that lose the fewest images (none, wherever one delivers every image),
+  and ``jpeg2000-ldpc-best-mean``, the best mean PSNR (failures scored 0) whatever it
+  loses.
 """
 from __future__ import annotations
 
@@ -54,12 +61,18 @@ from .metrics import METRICS, compute_metrics, compute_set_metrics, parse_metric
 
 J2K = "jpeg2000-ldpc"
 ENVELOPE_SUFFIX = "-envelope"
+BEST_MEAN_SUFFIX = "-best-mean"
+#: the pseudo-systems :func:`envelope_rows` derives from the swept combinations
+DERIVED_SUFFIXES = (ENVELOPE_SUFFIX, BEST_MEAN_SUFFIX)
 ENVELOPE = J2K + ENVELOPE_SUFFIX
+BEST_MEAN = J2K + BEST_MEAN_SUFFIX
+#: Es/N0 values (dB) swept when ``--snrs`` is not given: from below every cliff to near-clean
+DEFAULT_SNRS = (-5.0, -2.0, 0.0, 2.0, 5.0, 10.0, 15.0, 20.0)
 
 #: Row fields before the metric columns, in CSV order.
 BASE_FIELDS = ["system", "base_system", "modulation", "rate", "image", "height", "width", "snr", "channel",
                "uses_digital", "uses_analog", "uses_total", "budget", "cbr_target", "cbr_actual", "crc_ok",
-               "failed", "fail_reason", "envelope_of"]
+               "failed", "header_lost", "fail_reason", "envelope_of"]
 TIMING_FIELDS = ["t_encode_s", "t_phy_s", "t_decode_s", "t_metrics_s"]
 
 
@@ -96,7 +109,7 @@ class EvalConfig:
     """
 
     systems: List[str]
-    snrs: List[float]
+    snrs: List[float] = field(default_factory=lambda: list(DEFAULT_SNRS))
     channel: str = "awgn"
     images: Optional[str] = None
     limit: Optional[int] = None
@@ -305,8 +318,9 @@ def _mean(vals) -> Optional[float]:
 
 
 def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> List[dict]:
-    """Means per system x SNR: failure rate, channel uses, CBR, each metric (failures
-    scored 0 where the metric does so) and ``psnr_ok`` (received images only).
+    """Means per system x SNR: failure rate, the counts of lost images (``lost``) and
+    lost headers (``header_lost``), channel uses, CBR, each metric (failures scored 0
+    where the metric does so) and ``psnr_ok`` (received images only).
 
     A metric whose values are all strings ("not computed: ...") keeps the first string.
     """
@@ -318,6 +332,8 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> List[dict]:
         s = {"system": system, "snr": snr, "n": len(rs), "channel": rs[0].get("channel"),
              "modulation": rs[0].get("modulation"), "rate": rs[0].get("rate"),
              "failure_rate": float(np.mean([bool(r["failed"]) for r in rs])),
+             "lost": sum(bool(r["failed"]) for r in rs),
+             "header_lost": sum(bool(r.get("header_lost")) for r in rs),
              "uses_digital": _mean(r["channel_uses"]["digital"] for r in rs),
              "uses_analog": _mean(r["channel_uses"]["analog"] for r in rs),
              "uses_total": _mean(r["channel_uses"]["total"] for r in rs),
@@ -335,34 +351,49 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> List[dict]:
 
 
 def envelope_rows(rows: Sequence[dict], metric: str = "psnr") -> List[dict]:
-    """Rows of the ``<system>-envelope`` pseudo-systems of the rate-matched systems
-    (``jpeg2000-ldpc-envelope``): at each SNR, the rows of the (modulation, rate)
-    combination with the best mean ``metric`` (failures scored 0; ties: lower failure
-    rate, then fewer images that could not be sent at all, then the earlier
-    combination)."""
+    """Rows of the pseudo-systems that pick, per SNR, one (modulation, rate)
+    combination of each swept (rate-matched) system, copied with ``envelope_of``
+    naming the combination:
+
+    * ``<system>-envelope``: the combination that loses the fewest images (none,
+      wherever one delivers every image) and, among those, has the best mean
+      ``metric``; a combination that loses images another one delivers is never
+      chosen over it for a higher mean;
+    * ``<system>-best-mean``: the best mean ``metric`` (failures scored 0), whatever
+      it loses.
+
+    Ties go to the lower failure rate, then to fewer images that could not be sent
+    at all (budget), then to the earlier combination.
+    """
     by: Dict[Tuple[str, float], Dict[str, List[dict]]] = {}
     order: Dict[str, int] = {}
     for r in rows:
         if "@" in str(r["system"]) and r.get("base_system"):
             order.setdefault(r["system"], len(order))
             by.setdefault((r["base_system"], float(r["snr"])), {}).setdefault(r["system"], []).append(r)
+
+    def score(variant: str, rs: List[dict], lossless_first: bool) -> tuple:
+        lost = sum(bool(r["failed"]) for r in rs)
+        not_sent = sum(str(r.get("fail_reason") or "").startswith("budget") for r in rs)
+        mean = _mean(r["metrics"].get(metric) for r in rs) or 0.0
+        ties = (-lost / len(rs), -not_sent, -order[variant])
+        return ((-lost, mean) if lossless_first else (mean,)) + ties
+
     out = []
-    for base, snr in sorted(by):
-        cands = by[(base, snr)]
-        best = max(cands, key=lambda v: (_mean(r["metrics"].get(metric) for r in cands[v]) or 0.0,
-                                         -np.mean([r["failed"] for r in cands[v]]),
-                                         -np.mean([str(r.get("fail_reason") or "").startswith("budget")
-                                                   for r in cands[v]]), -order[v]))
-        for r in cands[best]:
-            e = json.loads(json.dumps(r, default=_plain))
-            e["system"], e["envelope_of"] = base + ENVELOPE_SUFFIX, best
-            out.append(e)
+    for suffix, lossless_first in ((ENVELOPE_SUFFIX, True), (BEST_MEAN_SUFFIX, False)):
+        for base, snr in sorted(by):
+            cands = by[(base, snr)]
+            best = max(cands, key=lambda v: score(v, cands[v], lossless_first))
+            for r in cands[best]:
+                e = json.loads(json.dumps(r, default=_plain))
+                e["system"], e["envelope_of"] = base + suffix, best
+                out.append(e)
     return out
 
 
 def format_table(summary: Sequence[dict], metrics: Sequence[str], systems: Optional[Sequence[str]] = None) -> str:
     """A plain-text table of the summary (optionally only some systems)."""
-    cols = ["system", "snr", "n", "failure_rate", "uses_total", "cbr_actual"] + list(metrics) + ["psnr_ok"]
+    cols = ["system", "snr", "n", "lost", "header_lost", "uses_total", "cbr_actual"] + list(metrics) + ["psnr_ok"]
     lines, rows = [], [s for s in summary if systems is None or s["system"] in systems]
 
     def fmt(v):
@@ -383,18 +414,36 @@ def format_table(summary: Sequence[dict], metrics: Sequence[str], systems: Optio
 
 def cliff_snr(summary: Sequence[dict], system: str) -> Dict[str, Optional[float]]:
     """Where a system falls off the cliff: the highest SNR at which every image failed,
-    and the lowest SNR from which no image fails at any higher SNR."""
-    pts = sorted((s["snr"], s["failure_rate"]) for s in summary if s["system"] == system)
-    all_failed = [snr for snr, f in pts if f >= 1.0]
+    the lowest SNR from which no image fails at any higher SNR, and the highest SNR at
+    which a header was lost (the header's failure point, apart from the payload's)."""
+    pts = sorted((s["snr"], s["failure_rate"], s.get("header_lost") or 0) for s in summary if s["system"] == system)
+    all_failed = [snr for snr, f, _ in pts if f >= 1.0]
+    headers_lost = [snr for snr, _, hl in pts if hl > 0]
     ok_from = None
-    for snr, f in reversed(pts):
+    for snr, f, _ in reversed(pts):
         if f > 0:
             break
         ok_from = snr
-    return {"highest_all_failed_snr": max(all_failed) if all_failed else None, "no_failures_from_snr": ok_from}
+    return {"highest_all_failed_snr": max(all_failed) if all_failed else None, "no_failures_from_snr": ok_from,
+            "highest_header_lost_snr": max(headers_lost) if headers_lost else None}
 
 
 # --------------------------------------------------------------------- run
+def link_outcome(result) -> dict:
+    """A link result's verdict as row fields: ``crc_ok``, ``failed`` (no image),
+    ``header_lost`` (the protected header did not arrive: ``result.header_ok``, or the
+    CRC's verdict for links that do not report it) and ``fail_reason``."""
+    failed = result.image is None
+    return {"crc_ok": bool(result.crc_ok), "failed": failed,
+            "header_lost": not getattr(result, "header_ok", result.crc_ok),
+            "fail_reason": ("crc" if not result.crc_ok else "decode") if failed else None}
+
+
+def achieved_cbr(uses_total: int, height: int, width: int) -> float:
+    """Channel bandwidth ratio actually spent: complex channel uses / (3 H W)."""
+    return float(uses_total) / (3.0 * height * width)
+
+
 def _sha(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest() + str(a.shape)
 
@@ -490,21 +539,18 @@ def evaluate(cfg: EvalConfig) -> dict:
                     res = run_link(systems[v.system], img, snr, link, rng, budget_symbols=data_budget)
                 except BudgetError as e:
                     res = None
-                    row.update(crc_ok=False, failed=True, fail_reason=f"budget: {e}",
+                    row.update(crc_ok=False, failed=True, header_lost=True, fail_reason=f"budget: {e}",
                                channel_uses={"digital": 0, "analog": 0, "total": 0}, timings={}, extra={})
                 except Exception as e:
                     raise EvalError(f"{v.label} on {name} at {snr:g} dB: {type(e).__name__}: {e}") from e
                 if res is not None:
-                    failed = res.image is None
-                    row.update(crc_ok=bool(res.crc_ok), failed=failed,
-                               fail_reason=("crc" if not res.crc_ok else "decode") if failed else None,
-                               channel_uses=dict(res.channel_uses),
+                    row.update(link_outcome(res), channel_uses=dict(res.channel_uses),
                                timings={k: float(t) for k, t in res.timings.items()},
                                extra={k: _plain(x) for k, x in {**res.frame_tx.meta,
                                                                 **res.frame_tx.meta.get("report", {})}.items()
                                       if isinstance(_plain(x), (int, float, str, bool))})
                 out_img = None if res is None else res.image
-                row["cbr_actual"] = row["channel_uses"]["total"] / (3.0 * h * w)
+                row["cbr_actual"] = achieved_cbr(row["channel_uses"]["total"], h, w)
                 t0 = time.perf_counter()
                 mkey = (ref_hash, None if out_img is None else _sha(out_img))
                 mres = metric_cache.get(mkey)
@@ -530,7 +576,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                 link.close()
 
     if any("@" in str(r["system"]) for r in rows):
-        rows = [r for r in rows if not str(r["system"]).endswith(ENVELOPE_SUFFIX)] + envelope_rows(rows)
+        rows = [r for r in rows if not str(r["system"]).endswith(DERIVED_SUFFIXES)] + envelope_rows(rows)
     summary = summarize(rows, img_metrics)
     for s in summary if set_metrics else []:
         key = (s.get("envelope_of") or s["system"], float(s["snr"]))
@@ -550,13 +596,13 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 
 def _write_outputs(out: Path, rows, summary, metrics, cfg: EvalConfig) -> List[str]:
-    from .plots import make_plots
+    from .plots import channel_label, make_plots
 
     written = []
     (out / "rows.json").write_text(json.dumps(rows, indent=1, default=_plain))
     written += [str(out / "rows.csv"), str(out / "rows.json")]
-    cols = ["system", "snr", "n", "channel", "modulation", "rate", "failure_rate", "uses_digital", "uses_analog",
-            "uses_total", "cbr_actual"] + list(metrics) + ["psnr_ok", "envelope_of"]
+    cols = ["system", "snr", "n", "channel", "modulation", "rate", "failure_rate", "lost", "header_lost",
+            "uses_digital", "uses_analog", "uses_total", "cbr_actual"] + list(metrics) + ["psnr_ok", "envelope_of"]
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -565,9 +611,11 @@ def _write_outputs(out: Path, rows, summary, metrics, cfg: EvalConfig) -> List[s
     (out / "summary.json").write_text(json.dumps(summary, indent=1, default=_plain))
     (out / "summary.txt").write_text(
         f"channel {cfg.channel}, CBR target {cfg.cbr:.5g}; PSNR/SSIM/MS-SSIM: failures scored 0; "
-        f"psnr_ok: received images only; n/c: not computed\n\n" + format_table(summary, metrics) + "\n")
+        f"psnr_ok: received images only; lost / header_lost: images / headers lost; n/c: not computed\n\n"
+        + format_table(summary, metrics) + "\n")
     written += [str(out / n) for n in ("summary.csv", "summary.json", "summary.txt")]
-    title = f"{cfg.channel.upper()}, CBR {cfg.cbr:.4g}" + (", GNU Radio flowgraph" if cfg.flowgraph else "")
+    title = (f"{channel_label(cfg.channel, cfg.estimator, cfg.coherence)}; budget CBR 1/{1 / cfg.cbr:.4g}"
+             + ("; GNU Radio flowgraph" if cfg.flowgraph else ""))
     written += make_plots(summary, list(metrics) + ["failure_rate"], str(out), title)
     return written
 
@@ -581,12 +629,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "through the GNU Radio blocks) and score the received images. SNR is Es/N0 per complex "
                     "channel use. Failed images are scored PSNR/SSIM/MS-SSIM 0; the failure rate and PSNR over "
                     "received images are reported too. jpeg2000-ldpc runs every (M, rate) combination and adds "
-                    "the envelope pseudo-system jpeg2000-ldpc-envelope.",
-        epilog="example:\n  gensemcom eval --systems jpeg2000-ldpc --snrs 0:20:2 --cbr 1/24 --out results/j2k",
+                    f"the pseudo-systems {ENVELOPE} (the best combination among those losing the fewest "
+                    f"images) and {BEST_MEAN} (the best mean PSNR).",
+        epilog="example:\n  gensemcom eval --systems jpeg2000-ldpc --snrs=-5:20:1 --cbr 1/24 --out results/j2k",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default=J2K, help=f"comma-separated system names (default {J2K})")
-    p.add_argument("--snrs", default="0:20:2",
-                   help="Es/N0 dB: start:stop:step (stop included) or a list; write negative ones as --snrs=-4:20:2")
+    p.add_argument("--snrs", default=",".join(f"{x:g}" for x in DEFAULT_SNRS),
+                   help="Es/N0 dB: start:stop:step (stop included) or a list; write negative ones as --snrs=-4:20:2 "
+                        "(default %(default)s)")
     p.add_argument("--channel", choices=["awgn", "rayleigh"], default="awgn")
     p.add_argument("--coherence", type=int, default=64, help="Rayleigh block length in symbols (default 64)")
     p.add_argument("--estimator", choices=["perfect", "ls", "lmmse"], default="perfect",
@@ -642,8 +692,8 @@ def run_eval(args) -> int:
     print(format_table(res["summary"], res["metrics"], shown))
     for s in shown:
         c = res["cliff"][s]
-        print(f"{s}: all images lost up to {c['highest_all_failed_snr']} dB; no failures from "
-              f"{c['no_failures_from_snr']} dB")
+        print(f"{s}: all images lost up to {c['highest_all_failed_snr']} dB; headers lost up to "
+              f"{c['highest_header_lost_snr']} dB; no failures from {c['no_failures_from_snr']} dB")
     if any("@" in s for s in res["cliff"]):
         print(f"(per-combination rows in {Path(cfg.out) / 'summary.txt'})")
     return 0

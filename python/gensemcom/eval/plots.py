@@ -1,12 +1,24 @@
 """Plots of the evaluation harness: each metric versus SNR and versus channel uses.
 
 Input is the harness summary (one dict per system x SNR, see
-:func:`gensemcom.eval.harness.summarize`); one PNG per metric and x axis. The
-JPEG2000+LDPC combinations are drawn thin and dashed, their envelope bold.
+:func:`gensemcom.eval.harness.summarize`); one PNG per metric and x axis (matplotlib,
+Agg backend). How a plot reads:
+
+* every curve has its own (colour, marker) pair; the swept JPEG2000+LDPC combinations
+  are drawn thin and dashed, the pseudo-systems that pick among them bold;
+* each legend label carries the system's achieved CBR, measured from its channel
+  uses (:func:`cbr_label`); the legend sits outside the axes, on the right;
+* a filled marker: every image delivered; a hollow marker: some images lost, with
+  their count written beside it unless all were (SNR plots, systems other than the
+  combinations);
+  a cross over the marker: some headers lost as well (the header's failure point,
+  apart from the payload's); "lost 3 (hdr 1)" reads: three images lost, one of them
+  with its header.
 """
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -15,6 +27,16 @@ _PRETTY = {"psnr": "PSNR (dB), failures scored 0", "psnr_ok": "PSNR (dB), receiv
            "failure_rate": "failure rate", "lpips-vgg": "LPIPS (VGG)", "lpips-alex": "LPIPS (Alex)",
            "clip-i": "CLIP-I", "dino-i": "DINO-I", "clip-score": "CLIP score", "brisque": "BRISQUE",
            "fid": "FID"}
+
+#: the Rayleigh equalisers' names in titles
+_ESTIMATORS = {"perfect": "perfect CSI", "ls": "LS channel estimate", "lmmse": "LMMSE channel estimate"}
+
+#: curve colours (tab10, then its light tints) and markers; with 20 colours and 13 markers
+#: no two of the first 260 curves share both
+_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+            "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7",
+            "#dbdb8d", "#9edae5"]
+_MARKERS = ["o", "s", "^", "D", "v", "P", "*", "<", ">", "p", "h", "d", "8"]
 
 
 def _num(v) -> Optional[float]:
@@ -27,37 +49,79 @@ def _num(v) -> Optional[float]:
     return f if math.isfinite(f) else None
 
 
-def _style(system: str) -> dict:
-    if "@" in system:  # one (M, rate) combination of a swept baseline
-        return {"linestyle": "--", "linewidth": 0.8, "alpha": 0.55, "marker": "."}
-    if system.endswith("envelope"):
-        return {"linestyle": "-", "linewidth": 2.4, "marker": "o", "color": "k"}
-    return {"linestyle": "-", "linewidth": 1.6, "marker": "o"}
+def channel_label(channel: str, estimator: str = "perfect", coherence: Optional[int] = None) -> str:
+    """The channel and its equaliser in words, for titles: ``"AWGN"`` or e.g.
+    ``"Rayleigh block fading (64 symbols), LS channel estimate"``."""
+    if channel != "rayleigh":
+        return channel.upper()
+    blocks = f" ({coherence} symbols)" if coherence else ""
+    return f"Rayleigh block fading{blocks}, {_ESTIMATORS.get(estimator, estimator)}"
+
+
+def cbr_label(points: Sequence[dict]) -> Optional[str]:
+    """A system's achieved CBR as ``"CBR 1/24.0"``: the mean ``cbr_actual`` (complex
+    channel uses / (3 H W), per image) over the summary points where it sent anything;
+    None when it sent nothing."""
+    cbrs = [c for c in (_num(p.get("cbr_actual")) for p in points if (_num(p.get("uses_total")) or 0) > 0)
+            if c is not None and c > 0]
+    if not cbrs:
+        return None
+    return f"CBR 1/{len(cbrs) / sum(cbrs):.1f}"
+
+
+def _is_combination(system: str) -> bool:
+    """One (M, rate) combination of a swept system (``jpeg2000-ldpc@16qam-r1/2``)."""
+    return "@" in system
+
+
+def _order(system: str) -> tuple:
+    """Plot order: systems, then the combinations; numbers compared as numbers (4qam < 16qam)."""
+    return (_is_combination(system),
+            [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", system)])
+
+
+def _losses(point: dict) -> tuple:
+    """(images lost, headers lost) at one summary point (older summaries: from the failure rate)."""
+    lost = point.get("lost")
+    if lost is None:
+        lost = round((_num(point.get("failure_rate")) or 0.0) * int(point.get("n") or 0))
+    return int(lost), int(point.get("header_lost") or 0)
+
+
+def _style(index: int, system: str) -> dict:
+    style = {"color": _COLOURS[index % len(_COLOURS)], "marker": _MARKERS[index % len(_MARKERS)]}
+    if _is_combination(system):
+        return {**style, "linestyle": "--", "linewidth": 0.8, "alpha": 0.6, "markersize": 4}
+    if system.endswith("-envelope"):
+        return {**style, "linestyle": "-", "linewidth": 2.6, "markersize": 7}
+    return {**style, "linestyle": "-", "linewidth": 1.6, "markersize": 6}
 
 
 def _series(summary: Sequence[dict], metric: str, x: str) -> Dict[str, List[tuple]]:
+    """Per system: (x, y, summary point) sorted by x, points without numbers left out."""
     out: Dict[str, List[tuple]] = {}
     for r in summary:
         xv, yv = _num(r.get(x)), _num(r.get(metric))
         if xv is None or yv is None:
             continue
-        out.setdefault(r["system"], []).append((xv, yv, r.get("snr")))
+        out.setdefault(r["system"], []).append((xv, yv, r))
     for v in out.values():
-        v.sort(key=lambda t: (t[0], t[2] if t[2] is not None else 0))
+        v.sort(key=lambda t: (t[0], _num(t[2].get("snr")) or 0.0))
     return out
 
 
 def plot_metric(summary: Sequence[dict], metric: str, path: str, x: str = "snr", title: str = "") -> bool:
-    """One metric versus ``x`` ("snr" or "uses_total"), one line per system.
+    """One metric versus ``x`` ("snr" or "uses_total"), one curve per system, lost
+    images and lost headers marked (see the module docstring).
 
     Args:
         summary (Sequence[dict]): harness summary rows (``system``, ``snr``,
-            ``uses_total`` and the metric means).
+            ``uses_total``, ``cbr_actual``, ``lost``, ``header_lost`` and the metric means).
         metric (str): summary column to plot.
         path (str): output PNG.
         x (str): ``"snr"`` (Es/N0, dB) or ``"uses_total"`` (mean complex channel uses;
             points are labelled with their SNR).
-        title (str): plot title.
+        title (str): plot title (the channel and its estimator, the budget).
 
     Returns:
         bool: False (and no file) when the metric has no numeric values.
@@ -66,30 +130,55 @@ def plot_metric(summary: Sequence[dict], metric: str, path: str, x: str = "snr",
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     series = _series(summary, metric, x)
     if not series:
         return False
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for i, (system, pts) in enumerate(sorted(series.items(), key=lambda kv: ("@" in kv[0], kv[0]))):
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    any_lost = any_header = False
+    for i, (system, pts) in enumerate(sorted(series.items(), key=lambda kv: _order(kv[0]))):
+        st = _style(i, system)
+        combo = _is_combination(system)
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        st = _style(system)
-        if x == "snr":
-            ax.plot(xs, ys, label=system, **st)
-        else:
-            ax.plot(xs, ys, label=system, **{**st, "linestyle": "none" if "@" in system else ":"})
-            if "@" not in system:
-                for xv, yv, snr in pts:
-                    ax.annotate(f"{snr:g}", (xv, yv), fontsize=6, alpha=0.7, xytext=(2, 2),
-                                textcoords="offset points")
+        cbr = cbr_label([p for p in summary if p["system"] == system])
+        label = f"{system} ({cbr})" if cbr else system
+        line_style = st["linestyle"] if x == "snr" or combo else ":"
+        ax.plot(xs, ys, label=label, **{**st, "linestyle": line_style})
+        for xv, yv, point in pts:
+            lost, hdr = _losses(point)
+            any_lost, any_header = any_lost or lost > 0, any_header or hdr > 0
+            if lost:  # hollow: the same marker, white inside, drawn over the filled one
+                ax.plot([xv], [yv], linestyle="none", marker=st["marker"], markersize=st["markersize"],
+                        color=st["color"], markerfacecolor="white", markeredgewidth=1.2)
+            if hdr:
+                ax.plot([xv], [yv], linestyle="none", marker="x", markersize=st["markersize"] * 0.8,
+                        color="black", alpha=st.get("alpha", 1.0), markeredgewidth=1.0)
+            if combo:
+                continue
+            if x == "snr" and 0 < lost < int(point.get("n") or 0):  # all lost: the hollow marker at 0 says it
+                text = f"lost {lost}" + (f" (hdr {hdr})" if hdr else "")
+                ax.annotate(text, (xv, yv), fontsize=6, color=st["color"], xytext=(4, 3),
+                            textcoords="offset points")
+            elif x != "snr":
+                ax.annotate(f"{_num(point.get('snr')):g}", (xv, yv), fontsize=6, alpha=0.7, xytext=(3, 3),
+                            textcoords="offset points")
     ax.set_xlabel("SNR, Es/N0 (dB)" if x == "snr" else "complex channel uses per image (mean; labels: SNR dB)")
     ax.set_ylabel(_PRETTY.get(metric, metric))
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=6 if len(series) > 8 else 8, ncol=2 if len(series) > 8 else 1)
+    handles, labels = ax.get_legend_handles_labels()
+    key = [(any_lost, Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white"),
+            "images lost" + (" (count beside, unless all)" if x == "snr" else "")),
+           (any_header, Line2D([], [], linestyle="none", marker="x", color="black"), "headers lost too")]
+    for shown, handle, text in key:
+        if shown:
+            handles.append(handle)
+            labels.append(text)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              fontsize=6 if len(handles) > 12 else 8, frameon=False)
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return True
 

@@ -20,7 +20,7 @@ from ..blocks.digital_rx import digital_rx
 from ..blocks.digital_tx import digital_tx
 from ..blocks.equalizer import connect_through_channel
 from ..blocks.pdu_channel import pdu_channel
-from ..blocks.pdu_utils import KEY_CRC_OK, make_pdu, meta_get, meta_set
+from ..blocks.pdu_utils import KEY_CRC_OK, KEY_HEADER_BYTES, KEY_HEADER_OK, make_pdu, meta_get, meta_set
 from ..link import FrameLink
 from ..phy.channels import noise_var
 
@@ -44,19 +44,19 @@ class PhyLoopback(gr.top_block):
     Args:
         snr_db (float): Es/N0 in dB.
         channel (str): "awgn" or "rayleigh".
-        modulation (int): QAM order of the digital path.
+        modulation (int | str): QAM order of the digital path, or "auto".
         seed (int): channel seed (the analog path uses seed + 1).
         backend (str): LDPC backend.
-        rate (str): LDPC code rate.
+        rate (str): LDPC code rate, or "auto".
         coherence (int): Rayleigh block length in symbols.
         analog_scale (float): the analog demapper's scale (<= 0: from the metadata).
     """
 
-    def __init__(self, snr_db: float, channel: str = "awgn", modulation: int = 16, seed: int = 0,
+    def __init__(self, snr_db: float, channel: str = "awgn", modulation=16, seed: int = 0,
                  backend: str = "default", rate: str = "1/2", coherence: int = 64, analog_scale: float = -1.0):
         gr.top_block.__init__(self, "gensemcom PHY loopback")
         eq = channel == "rayleigh"
-        self.dtx = digital_tx(modulation, backend, rate)
+        self.dtx = digital_tx(modulation, backend, rate, snr_db=snr_db, channel=channel)
         self.drx = digital_rx(modulation, backend, rate)
         self.amap = analog_mapper()
         self.ademap = analog_demapper(scale=analog_scale)
@@ -95,13 +95,14 @@ def run_phy_demo(text: str, dim: int = 768, snr_db: float = 6.0, channel: str = 
         tb.stop()
         tb.wait()
     elapsed = time.perf_counter() - t0
-    report: Dict = {"snr_db (Es/N0)": snr_db, "channel": channel, "modulation": f"{modulation}-QAM",
-                    "ldpc": f"{tb.dtx.link.code.name} ({tb.dtx.link.code.backend})",
+    mcs, _ = tb.dtx.path.mcs_for(snr_db)
+    report: Dict = {"snr_db (Es/N0)": snr_db, "channel": channel, "mcs": mcs.name,
+                    "ldpc": f"{tb.dtx.path.payload_link(mcs).code.name} ({tb.dtx.path.payload_link(mcs).code.backend})",
                     "frames_received": int(got), "seconds": round(elapsed, 3)}
     if tb.dsink.num_messages():
         m = tb.dsink.get_message(0)
         payload = bytes(pmt.u8vector_elements(pmt.cdr(m)))
-        report["digital_channel_uses"] = tb.dtx.link.n_symbols(len(text.encode()))
+        report["digital_channel_uses"] = tb.dtx.path.n_symbols(0, len(text.encode()), mcs)
         report["caption_sent"] = text
         report["caption_received"] = payload.decode("utf-8", errors="replace")
         report["crc_ok"] = bool(meta_get(pmt.car(m), KEY_CRC_OK))
@@ -186,15 +187,21 @@ class FlowgraphLink:
         self._tb.dchan.set_snr_db(snr_db)
         self._tb.achan.set_snr_db(snr_db)
         air = to_air(frame)
-        tx = Transmission(air, np.zeros(self.digital.n_symbols(len(air.digital)), np.complex64))
-        msg = self._post_and_wait(self._tb.dtx, self._tb.dsink, make_pdu(None, np.frombuffer(air.digital, np.uint8), "u8"))
+        self._tb.dtx.set_snr_db(snr_db)
+        tx = Transmission(air, self.digital.transmit(air.header, air.digital, snr_db))
+        meta = meta_set(pmt.make_dict(), KEY_HEADER_BYTES, len(air.header))
+        msg = self._post_and_wait(self._tb.dtx, self._tb.dsink,
+                                  make_pdu(meta, np.frombuffer(air.header + air.digital, np.uint8), "u8"))
         ok = msg is not None and bool(meta_get(pmt.car(msg), KEY_CRC_OK, False))
+        hok = msg is not None and bool(meta_get(pmt.car(msg), KEY_HEADER_OK, False))
         y = np.zeros(air.analog.size, np.complex64)
         if air.analog.size:  # the air form's symbols straight into the channel; the demapper at scale 1
             amsg = self._post_and_wait(self._tb.achan, self._tb.asink, make_pdu(None, air.analog, "c32"))
             if amsg is not None:
                 r = np.asarray(pmt.f32vector_elements(pmt.cdr(amsg)), np.float32)
                 y = (r[0::2] + 1j * r[1::2]).astype(np.complex64)
-        digital = bytes(pmt.u8vector_elements(pmt.cdr(msg))) if ok else None
-        rx = from_air(digital, y, ok, frame.system, dict(frame.meta), on_bad_header="lost")
+        raw = bytes(pmt.u8vector_elements(pmt.cdr(msg))) if hok else b""
+        nh = meta_get(pmt.car(msg), KEY_HEADER_BYTES, 0) if hok else 0
+        rx = from_air(raw[:nh] if hok else None, raw[nh:] if ok else None, y, ok, frame.system, dict(frame.meta),
+                      on_bad_header="lost")
         return rx, bool(rx.crc_ok), tx

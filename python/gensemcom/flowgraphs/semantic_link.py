@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 from gnuradio import gr
@@ -35,7 +35,7 @@ from ..blocks.semantic_encoder import semantic_encoder
 from ..image_io import image_ids, list_images, load_image
 from ..worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
-RATES = {"1/2": 0.5, "2/3": 2 / 3, "3/4": 0.75, "5/6": 5 / 6}
+RATES = ("auto", "1/5", "1/4", "1/3", "1/2", "2/3", "3/4", "5/6")
 
 #: the largest image the link takes, in pixels: the worker's limit
 MAX_IMAGE_PIXELS = WORKER_MAX_ELEMS // 3
@@ -143,8 +143,8 @@ class FlowgraphOptions:
     coherence: int = 64
     estimator: str = "perfect"
     n_pilots: int = 4
-    modulation: int = 16
-    code_rate: str = "1/2"
+    modulation: Union[int, str] = "auto"
+    code_rate: str = "auto"
     budget_symbols: int = 0
     address: str = ""
     out_dir: str = ""
@@ -162,8 +162,8 @@ class FlowgraphOptions:
             raise ValueError(f"channel must be awgn or rayleigh, got {self.channel!r}")
         if self.estimator not in ("perfect", "ls", "lmmse"):
             raise ValueError(f"estimator must be perfect, ls or lmmse, got {self.estimator!r}")
-        if self.modulation not in (4, 16, 64, 256):
-            raise ValueError(f"modulation must be 4, 16, 64 or 256, got {self.modulation}")
+        if self.modulation not in ("auto", 4, 16, 64, 256):
+            raise ValueError(f"modulation must be auto, 4, 16, 64 or 256, got {self.modulation}")
         if self.code_rate not in RATES:
             raise ValueError(f"code rate must be one of {', '.join(RATES)}, got {self.code_rate!r}")
         for name, v in (("SNR", self.snr_db), ("return-link SNR", self.return_snr_db)):
@@ -209,10 +209,11 @@ class SemanticLinkFlowgraph(gr.top_block):
         # a worker call may take as long as the whole run allows (TISC's full-profile TI: minutes)
         call_ms = max(1000, int(1000 * opts.timeout_s))
         self.encoder = semantic_encoder(opts.system, opts.profile, opts.snr_db, opts.modulation,
-                                        RATES[opts.code_rate], opts.budget_symbols, opts.address, call_ms,
+                                        opts.code_rate, opts.budget_symbols, opts.address, call_ms,
                                         opts.curve_keys)
         self.mapper = frame_mapper()
-        self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate)
+        self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate, snr_db=opts.snr_db,
+                              channel=opts.channel)
         self.dchan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed)
         self.achan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed + 1)
         self.drx = digital_rx(modulation=opts.modulation, code_rate=opts.code_rate)
@@ -229,9 +230,13 @@ class SemanticLinkFlowgraph(gr.top_block):
                     + [(self.demapper, "analog")])
         self.msg_connect(self.demapper, "out", self.decoder, "in")
         rsnr = opts.snr_db if opts.return_snr_db is None else opts.return_snr_db
-        self.back = return_link(rsnr, opts.channel, 4, "1/2", opts.coherence, opts.seed + 2)
+        self.back = return_link(rsnr, opts.channel, 4, "auto", opts.coherence, opts.seed + 2)
         self.msg_connect(self.decoder, "feedback", self.back, "in")
         self.msg_connect(self.back, "out", self.encoder, "feedback")
+        # link adaptation: the receiver's SNR estimate goes back over its own return link to digital_tx
+        self.csi_back = return_link(rsnr, opts.channel, 4, "auto", opts.coherence, opts.seed + 3)
+        self.msg_connect(self.drx, "csi", self.csi_back, "in")
+        self.msg_connect(self.csi_back, "out", self.dtx, "csi")
         self.msg_connect(self.decoder, "out", self.sink, "in")
         self.pilots_per_block = n_p
 
@@ -256,25 +261,25 @@ class SemanticLinkFlowgraph(gr.top_block):
         """Complex channel uses of one round of one image (pilots included) from its metadata."""
         from ..phy.channels import PilotPattern
 
-        d = self.dtx.link.n_symbols(int(info["digital_bytes"]))
+        d = int(info["digital_symbols"])
         a = int(info["analog_symbols"])
         if self.pilots_per_block:
             p = PilotPattern(self.opts.coherence, self.pilots_per_block)
             d, a = p.n_tx(d), p.n_tx(a)
-        return {"digital": int(d), "analog": int(a), "total": int(d + a)}
+        return {"digital": int(d), "header": int(info.get("header_symbols", 0)), "analog": int(a),
+                "total": int(d + a)}
 
     def exchange_uses(self, rounds: List[Dict]) -> Dict[str, int]:
         """Channel uses of a whole exchange (the metadata of every round's image):
         forward uses summed; with several rounds, ``feedback`` (return-link uses) and
         ``rounds``."""
-        total = {"digital": 0, "analog": 0, "total": 0}
+        total = {"digital": 0, "header": 0, "analog": 0, "total": 0}
         for info in rounds:
             for k, v in self.channel_uses(info).items():
                 total[k] += v
         if len(rounds) > 1:
-            total["feedback"] = sum(self.back.channel_uses(int(i.get("feedback_digital_bytes") or 0),
-                                                           int(i.get("feedback_analog_symbols") or 0))
-                                    for i in rounds if i.get("feedback_digital_bytes"))
+            total["feedback"] = sum(int(i.get("feedback_digital_symbols") or 0) +
+                                    int(i.get("feedback_analog_symbols") or 0) for i in rounds)
             total["rounds"] = len(rounds)
         return total
 
@@ -391,7 +396,8 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
             row.update({"psnr_db": round(float(psnr(ref, img)), 3) if ref.shape == img.shape else None,
                         "shape": list(img.shape), "channel_uses": uses,
                         "cbr": round(uses["total"] / float(img.size), 6),
-                        "crc_ok": info.get("crc_ok"),
+                        "crc_ok": info.get("crc_ok"), "header_ok": info.get("header_ok", info.get("crc_ok")),
+                        "mcs": info.get("mcs"), "snr_est_db": info.get("snr_est_db"),
                         "timings_ms": stage_timings(info)})
             if len(ex["rounds"]) > 1:
                 row["rounds"] = [{"round": i.get("round"), "crc_ok": i.get("crc_ok"),
@@ -406,8 +412,9 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
             "snr_convention": "Es/N0 per complex symbol, unit average power", "channel": opts.channel,
             "estimator": opts.estimator if opts.channel == "rayleigh" else None,
             "modulation": opts.modulation, "code_rate": opts.code_rate,
-            "ldpc": f"{tb.dtx.link.code.name} ({tb.dtx.link.code.backend})",
+            "header": f"{tb.dtx.path.header.code.name}, QPSK, CRC-16",
             "images": rows, "frames_crc_failed": counters["frame_demapper"]["crc_failed"],
+            "frames_header_lost": counters["frame_demapper"]["header_lost"],
             "wall_s": round(wall, 3), "blocks": counters}
 
 

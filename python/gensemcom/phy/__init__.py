@@ -8,7 +8,7 @@
 * :mod:`.header`: the protected header block (QPSK, 5G NR LDPC rate 1/5, CRC-16) and
   the data-aided SNR estimate;
 * :mod:`.mcs`: modulation and coding schemes, the measured BLER table, link adaptation;
-* :mod:`.digital`: the digital path (framing + LDPC + QAM);
+* :mod:`.digital`: the digital path (framing + LDPC + QAM; header + payload per frame);
 * :mod:`.analog`: real vectors <-> power-normalised complex symbols;
 * :mod:`.burst`: guard + preamble burst format for sample streams.
 """

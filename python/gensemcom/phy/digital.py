@@ -1,5 +1,9 @@
 """The digital path: bytes -> CRC-32 blocks -> LDPC -> Gray M-QAM, and back.
 
+:class:`DigitalLink` carries a payload at one modulation and code; :class:`DigitalPath`
+carries a frame: the protected header block (:mod:`.header`), then the payload at an
+MCS chosen per frame (:mod:`.mcs`), named in the header.
+
 The LDPC decoder is fed the soft demapper's LLRs (exact or max-log), never hard
 decisions. The number of code blocks is implied by the number of symbols, so a burst
 needs no side information beyond the modulation and code, which both ends configure.
@@ -13,6 +17,8 @@ import numpy as np
 
 from . import ldpc
 from .framing import BlockFramer
+from .header import HeaderCodec
+from .mcs import MCS, parse_choice, select_mcs
 from .qam import QAM
 
 
@@ -156,3 +162,150 @@ def estimate_noise_var(y: np.ndarray, qam: QAM, floor: float = 1e-4) -> float:
         return 1.0
     d = qam.modulate(qam.demodulate_hard(y))
     return max(float(np.mean(np.abs(y - d) ** 2)), floor)
+
+
+# ====================================================================== frames
+@dataclass
+class PathTx:
+    """One frame's digital symbols as :meth:`DigitalPath.transmit` makes them.
+
+    Attributes:
+        symbols (np.ndarray): header block(s) then payload, complex64, unit power.
+        n_header (int): channel uses of the protected header.
+        mcs (MCS): the payload's modulation and code.
+        reason (str): why that MCS (link adaptation's explanation, or "fixed ...").
+    """
+
+    symbols: np.ndarray
+    n_header: int
+    mcs: MCS
+    reason: str = ""
+
+    @property
+    def n_payload(self) -> int:
+        return int(self.symbols.size - self.n_header)
+
+
+@dataclass
+class PathRx:
+    """What :meth:`DigitalPath.receive` returns.
+
+    Attributes:
+        header_ok (bool): the protected header arrived.
+        header (bytes | None): the semantic header (None when lost).
+        payload (bytes | None): the payload; None when the header was lost.
+        crc_ok (bool): the payload passed its CRC (False when the header was lost).
+        mcs (MCS | None): the payload's MCS as the header named it.
+        n_header (int): channel uses of the header.
+        snr_db (float | None): the data-aided Es/N0 estimate from the header.
+        failed_blocks (list[int]): payload code blocks whose CRC failed.
+        n_blocks (int): payload code blocks.
+        reason (str): why the header was lost ("" otherwise).
+    """
+
+    header_ok: bool
+    header: Optional[bytes]
+    payload: Optional[bytes]
+    crc_ok: bool
+    mcs: Optional[MCS]
+    n_header: int
+    snr_db: Optional[float] = None
+    failed_blocks: List[int] = field(default_factory=list)
+    n_blocks: int = 0
+    reason: str = ""
+
+
+class DigitalPath:
+    """A frame's digital path: the protected header block (QPSK, 5G NR LDPC rate 1/5,
+    :mod:`gensemcom.phy.header`), then the payload at its MCS, chosen per frame when
+    modulation or rate is ``"auto"`` (:func:`gensemcom.phy.mcs.select_mcs`).
+
+    Args:
+        modulation (int | str): QAM order, or "auto".
+        backend (str): LDPC backend, or "none" (uncoded payload).
+        rate (str): code rate, or "auto".
+        llr_method (str): "exact" or "maxlog".
+        max_iter (int | None): decoder iterations.
+        max_blocks (int): largest payload in code blocks.
+        target_bler (float): link adaptation's code-block error target.
+        channel (str): the BLER table adaptation reads ("awgn" or "rayleigh").
+    """
+
+    def __init__(self, modulation=16, backend: str = "default", rate="1/2", llr_method: str = "exact",
+                 max_iter: Optional[int] = None, max_blocks: int = 4096, target_bler: float = 1e-2,
+                 channel: str = "awgn"):
+        self.modulation = parse_choice(modulation, "modulation")
+        self.rate = parse_choice(rate, "rate") if backend != "none" else "1"
+        self.backend = backend
+        self.llr_method, self.max_iter, self.max_blocks = llr_method, max_iter, int(max_blocks)
+        self.target_bler, self.channel = float(target_bler), channel
+        self.header = HeaderCodec(backend if backend in ("numba", "numpy") else "default")
+        self._links = {}
+        # fail early on a fixed MCS that does not exist
+        self.mcs_for(None)
+
+    @property
+    def adaptive(self) -> bool:
+        return "auto" in (self.modulation, self.rate)
+
+    def mcs_for(self, snr_db: Optional[float]):
+        """The payload MCS for a frame sent at ``snr_db`` and the reason (link adaptation)."""
+        return select_mcs(snr_db, self.target_bler, self.channel, self.modulation, self.rate, self.backend)
+
+    def accepts(self, mcs: MCS) -> bool:
+        """Whether ``mcs`` matches this path's modulation and rate (each fixed or "auto")."""
+        return (self.modulation == "auto" or mcs.modulation == self.modulation) and \
+            (self.rate == "auto" or mcs.rate == MCS(mcs.modulation, self.rate, mcs.backend).rate)
+
+    def payload_link(self, mcs) -> DigitalLink:
+        """The :class:`DigitalLink` of one MCS (cached)."""
+        key = (mcs.modulation, mcs.rate, mcs.backend)
+        if key not in self._links:
+            self._links[key] = DigitalLink(mcs.modulation, mcs.backend, mcs.rate, self.max_blocks,
+                                           self.llr_method, self.max_iter)
+        return self._links[key]
+
+    def n_symbols(self, n_header: int, n_payload: int, mcs) -> int:
+        """Channel uses of a frame with a semantic header of ``n_header`` bytes and a
+        payload of ``n_payload`` bytes at ``mcs``."""
+        return self.header.n_symbols(n_header) + self.payload_link(mcs).n_symbols(n_payload)
+
+    def transmit(self, header: bytes, payload: bytes, snr_db: Optional[float] = None, mcs=None) -> PathTx:
+        """Header and payload -> symbols.
+
+        Args:
+            header (bytes): the semantic header.
+            payload (bytes): the payload.
+            snr_db (float | None): the Es/N0 the transmitter expects (adaptation).
+            mcs (MCS | None): force an MCS (default: :meth:`mcs_for`).
+
+        Raises:
+            ValueError: a header or payload too large.
+        """
+        reason = "given"
+        if mcs is None:
+            mcs, reason = self.mcs_for(snr_db)
+        h = self.header.encode(header, mcs)
+        p = self.payload_link(mcs).transmit(payload)
+        return PathTx(np.concatenate([h, p]).astype(np.complex64), int(h.size), mcs, reason)
+
+    def receive(self, y: np.ndarray, noise_var) -> PathRx:
+        """Equalised symbols (header first) -> header and payload.
+
+        Args:
+            y (np.ndarray): received symbols.
+            noise_var (float | np.ndarray): complex noise variance (one or per symbol).
+        """
+        y = np.asarray(y, np.complex64).reshape(-1)
+        nv = np.broadcast_to(np.asarray(noise_var, np.float64), y.shape) if np.ndim(noise_var) == 0 \
+            else np.asarray(noise_var, np.float64).reshape(-1)
+        h = self.header.decode(y, nv, self.backend if self.backend in ("numba", "numpy") else None)
+        if not h.ok:
+            return PathRx(False, None, None, False, None, h.n_symbols, None, reason=h.reason)
+        yp, nvp = y[h.n_symbols:], nv[h.n_symbols:]
+        link = self.payload_link(h.mcs)
+        if yp.size == 0 or link.n_blocks_for_symbols(yp.size) == 0:
+            return PathRx(True, h.body, b"", True, h.mcs, h.n_symbols, h.snr_db)
+        res = link.receive(yp, nvp)
+        return PathRx(True, h.body, res.payload, bool(res.crc_ok), h.mcs, h.n_symbols, h.snr_db,
+                      list(res.failed_blocks), res.n_blocks)

@@ -11,13 +11,13 @@ digital part passed its CRC; otherwise (or when OpenJPEG cannot decode the bytes
 image is lost and :meth:`JPEG2000LDPC.decode` returns None. This is the usual "cliff":
 above some SNR the image arrives exactly as compressed, below it nothing arrives.
 
-Channel-use arithmetic (:func:`payload_capacity`): with M-QAM (``b = log2 M`` bits per
-symbol) and an LDPC code of length ``n`` and ``k`` information bits, a budget of ``U``
-symbols carries ``B = floor(U * b / n)`` code blocks; each block holds ``k // 8 - 4``
-payload bytes (the rest is its CRC-32), and the first 4 bytes of the payload are its
-length, so at most ``B * (k // 8 - 4) - 4`` bytes of packed frame fit; the frame header
-(:func:`gensemcom.frame.pack_digital`) is subtracted from that to give the codestream
-budget (:func:`codestream_budget`). This is slightly below the naive
+Channel-use arithmetic (:func:`payload_capacity`): the frame's protected header block
+(:mod:`gensemcom.phy.header`, 600 channel uses) comes off the budget first
+(:func:`frame_overhead`); then with M-QAM (``b = log2 M`` bits per symbol) and an LDPC
+code of length ``n`` and ``k`` information bits, the remaining ``U`` symbols carry
+``B = floor(U * b / n)`` code blocks; each block holds ``k // 8 - 4`` payload bytes
+(the rest is its CRC-32), and the first 4 bytes of the payload are its length, so at
+most ``B * (k // 8 - 4) - 4`` codestream bytes fit (:func:`codestream_budget`). This is slightly below the naive
 ``floor(U * b * rate / 8)`` and exactly what the PHY uses.
 
 Failure convention: a lost image is reported as failed (the harness counts a failure
@@ -37,14 +37,15 @@ import math
 import struct
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ..frame import SemanticFrame, pack_digital
+from ..frame import SemanticFrame, pack_header
 from ..phy.digital import DigitalLink
 from ..phy.framing import LEN_BYTES
+from ..phy.header import HeaderCodec
+from ..phy.mcs import rate_label
 from .base import MAX_IMAGE_PIXELS, LinkContext, Option, SemanticSystem, as_image
 from .registry import register_system
 
@@ -57,7 +58,9 @@ _MAX_STEPS = 18
 
 
 class BudgetError(ValueError):
-    """The channel-use budget cannot carry even the smallest JPEG2000 codestream."""
+    """The channel-use budget cannot carry even the smallest frame a system can send
+    (here: the smallest JPEG2000 codestream; DeepJSCC: one latent cell). The harness
+    records the image as failed with zero channel uses."""
 
 
 def jpeg2000_available() -> bool:
@@ -68,14 +71,6 @@ def jpeg2000_available() -> bool:
         return bool(features.check("jpg_2000"))
     except Exception:
         return False
-
-
-def rate_label(rate: Union[str, float]) -> str:
-    """An LDPC rate label (``"1/2"``, ``"2/3"``, ...) from a label or a float (0.5, 2/3...)."""
-    if isinstance(rate, str):
-        return rate
-    f = Fraction(float(rate)).limit_denominator(16)
-    return f"{f.numerator}/{f.denominator}"
 
 
 # ------------------------------------------------------------ rate matching
@@ -104,14 +99,17 @@ def payload_capacity(budget_symbols: int, digital: DigitalLink) -> int:
     return cap
 
 
-def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None) -> int:
-    """Bytes :func:`gensemcom.frame.pack_digital` adds to a digital-only frame's payload.
+def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None, backend: str = "default") -> int:
+    """Channel uses of the frame's protected header block (:mod:`gensemcom.phy.header`),
+    which carries the semantic header apart from the payload.
 
     Args:
         system (str): the system name written into the frame header.
         header (dict | None): the frame's header dict.
+        backend (str): LDPC backend.
     """
-    return len(pack_digital(SemanticFrame(system, b"", header=dict(header or {}))))
+    body = pack_header(SemanticFrame(system, b"", header=dict(header or {})))
+    return HeaderCodec(backend).n_symbols(len(body))
 
 
 def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str, float] = "1/2",
@@ -120,7 +118,7 @@ def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str
     """Codestream bytes that fit a channel-use budget once framed and sent.
 
     Args:
-        budget_symbols (int): complex channel uses for the whole frame.
+        budget_symbols (int): complex channel uses for the whole frame (header block included).
         modulation (int): QAM order.
         rate (str | float): LDPC code rate.
         backend (str): LDPC backend.
@@ -132,8 +130,7 @@ def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str
         ``budget_symbols`` symbols; <= 0 when nothing fits.
     """
     dl = DigitalLink(modulation, backend, rate_label(rate))
-    cap = payload_capacity(budget_symbols, dl)
-    return cap - frame_overhead(system, header) if cap > 0 else 0
+    return payload_capacity(int(budget_symbols) - frame_overhead(system, header, backend), dl)
 
 
 # ------------------------------------------------------------- JPEG2000 codec

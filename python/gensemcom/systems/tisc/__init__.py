@@ -34,31 +34,34 @@ Transmitter (:meth:`TISCBase.encode`):
    SNR_train = -5 dB best across channel SNRs (the default).
 
 Frame: the **digital part** holds SD-tokenizer IDs of the caption with the selected
-word removed, two bytes each (uint16, little-endian; uint32 only for vocabularies
-over 65,536); the header holds the placeholder's position ``pos``, the id dtype
-``dt``, the embedding's norm ``norm``, the generation ``seed`` and the original image
-``size``. The **analog part** is ``v / ||v||`` (unit norm; 768 values for SD 1.5,
-i.e. 384 complex channel uses; zero-padded to an even length if ever odd).
+word removed, two bytes each (uint16, little-endian; uint32, flagged ``dt``, only for
+vocabularies over 65,536); the header holds the placeholder's position ``pos`` and
+the original image ``size``. The **analog part** is ``v`` itself (768 values for SD
+1.5, i.e. 384 complex channel uses; zero-padded to an even length if ever odd): the
+link sends it at unit power and its scale, and so its norm, travels in the protected
+header. The generation seed is the receiver's option.
 
-Channel uses (reported by :class:`gensemcom.link.FrameLink`): with the
-link's defaults (16-QAM, rate-1/2 LDPC) a caption of up to ~25 CLIP tokens and the
-header (~95-120 bytes in all) fit one code block, so an image costs 576 digital +
-384 analog = 960 complex channel uses with SD 1.5, whatever its size.
+Channel uses (reported by :class:`gensemcom.link.FrameLink`): the protected header
+block (600 QPSK symbols: the semantic header is about 24 bytes), the caption (one
+LDPC code block at the MCS link adaptation picks for the SNR: 16-QAM rate 1/2 at
+10 dB is 576 symbols) and the embedding (384 with SD 1.5), whatever the image size.
 
-Receiver (:meth:`TISCBase.decode`): de-normalise the received embedding (times
-``norm``), inject it as ``<*>``'s row of the text encoder's token-embedding table
+Receiver (:meth:`TISCBase.decode`): take the received embedding (de-normalised by the
+header's scale), inject it as ``<*>``'s row of the text encoder's token-embedding table
 (the token is added to SD's tokenizer when the system is built), and generate from
 the hybrid prompt (caption with ``<*>``) with a seeded latent.
 
-CRC failure (constructor option ``on_crc_fail``): ``"lost"`` (default) returns None;
-``"embedding-only"`` generates from the prompt ``<*>`` alone with the received
-analog symbols. The norm is then unknown (it travelled in the lost header) and so is
-the link's analog scale, so the receiver uses the norm the system expects: the
-received vector is brought to unit norm by the known symbol power (unit average
-complex-symbol power over ``D/2`` symbols: multiply by ``sqrt(2/D)``) and scaled to
-the **mean L2 norm of the rows of SD's token-embedding table**
-(:attr:`TISCBase.expected_norm`, overridable with ``fallback_norm``); the seed and output
-size are the receiver's defaults (``seed``, ``resolution`` x ``resolution``).
+Payload failure (constructor option ``on_crc_fail``): ``"embedding-only"`` (default)
+generates from the prompt ``<*>`` alone with the received analog symbols; ``"lost"``
+returns None. The protected header (:mod:`gensemcom.phy.header`, strongly coded and
+separate from the caption's MCS) usually survives the caption, and with it the
+embedding's true scale (the analog segment's) and the image size. When the header is
+lost too, the norm is unknown and so is the link's analog scale, so the receiver uses
+the norm the system expects: the received vector is brought to unit norm by the known
+symbol power (unit average complex-symbol power over ``D/2`` symbols: multiply by
+``sqrt(2/D)``) and scaled to the **mean L2 norm of the rows of SD's token-embedding
+table** (:attr:`TISCBase.expected_norm`, overridable with ``fallback_norm``); the seed
+and output size are the receiver's defaults (``seed``, ``resolution`` x ``resolution``).
 
 Cost: on a GPU, the full profile's textual inversion (SD 1.5, 512 x 512, 500 steps)
 takes a few minutes per image. **On a CPU it takes hours per image** (each step is a

@@ -78,7 +78,7 @@ def select_token(tokens: Sequence[str], scores: Sequence[float], exclude: Iterab
 
 #: options every TISC backend takes
 TISC_OPTIONS = (
-    Option("on_crc_fail", "lost", "receiver policy when the digital part is lost", ON_CRC_FAIL),
+    Option("on_crc_fail", "embedding-only", "receiver policy when the caption (payload) is lost", ON_CRC_FAIL),
     Option("ti_steps", None, "textual-inversion steps (default: the profile's)"),
     Option("lr", None, "textual-inversion learning rate (default: the profile's)"),
     Option("train_snr_db", -5.0, "training SNR (dB) of the noise-robust loss; None: plain TI"),
@@ -88,6 +88,10 @@ TISC_OPTIONS = (
     Option("progress", True, "show the textual-inversion progress bar"),
     Option("threads", None, "torch CPU threads (default: torch's setting)"),
 )
+
+
+#: the token-id dtype of every vocabulary under 65,536 tokens (CLIP's): not sent
+DEFAULT_DT = "<u2"
 
 
 class TISCBase(TorchSystem):
@@ -121,7 +125,8 @@ class TISCBase(TorchSystem):
 
     # ------------------------------------------------------------ transmitter
     def encode(self, image: np.ndarray, ctx: Optional[LinkContext] = None) -> SemanticFrame:
-        """Image -> frame: caption ids (placeholder removed) digital, unit-norm ``v`` analog."""
+        """Image -> frame: caption ids (placeholder removed) digital, ``v`` analog (its
+        norm travels as the analog segment's scale in the protected header)."""
         self._apply_threads()
         from ...codecs import pack_ids
 
@@ -132,12 +137,15 @@ class TISCBase(TorchSystem):
         norm = float(np.linalg.norm(v))
         if not np.isfinite(norm) or norm == 0.0:
             raise RuntimeError("textual inversion produced a zero or non-finite embedding")
-        analog = (v / norm).astype(np.float32)
+        analog = np.asarray(v, np.float32)
         if analog.size % 2:
             analog = np.concatenate([analog, np.zeros(1, np.float32)])
         digital, dt = pack_ids(p["kept"])
-        header = {"pos": p["pos"], "dt": dt, "norm": norm, "seed": self.seed,
-                  "size": [int(img.shape[0]), int(img.shape[1])]}
+        # the protected header holds only what the receiver cannot derive: the
+        # placeholder's position and the image size (the norm rides as the segment's scale)
+        header = {"pos": p["pos"], "size": [int(img.shape[0]), int(img.shape[1])]}
+        if dt != DEFAULT_DT:
+            header["dt"] = dt
         report = {"caption": p["caption"], "word": p["word"], "prompt": self.prompt_text(p["kept"], p["pos"]),
                   "ti_steps": len(losses), "ti_loss_first": losses[0] if losses else None,
                   "ti_loss_last": losses[-1] if losses else None}
@@ -156,23 +164,25 @@ class TISCBase(TorchSystem):
         if y.size != self.dim + (self.dim % 2) or not np.all(np.isfinite(y)):
             return None  # not an embedding of this model (or a corrupted one)
         y = y[: self.dim]
+        h = frame.header or {}
+        size = header_size(h["size"]) if "size" in h else None
+        if "size" in h and size is None:
+            return None  # a size the receiver refuses to render (malformed, or over MAX_IMAGE_PIXELS)
         if frame.crc_ok is False:
             if self.on_crc_fail == "lost":
                 return None
+            if frame.header_ok:  # the header's true scale and size: v as sent, plus noise
+                return self._generate([self.token_id], y, self.seed, size)
             # un-scaled unit-power symbols: sqrt(2/D) brings the vector to unit norm
             padded = self.dim + (self.dim % 2)
             v = y * math.sqrt(2.0 / padded) * self.expected_norm
             return self._generate([self.token_id], v, self.seed, None)
-        h = frame.header or {}
         try:
-            kept = unpack_ids(frame.digital, h.get("dt", ""))
-            pos, norm, seed = int(h["pos"]), float(h["norm"]), int(h.get("seed", self.seed))
-            size = header_size(h["size"]) if "size" in h else None
+            kept = unpack_ids(frame.digital, h.get("dt", DEFAULT_DT))
+            pos = int(h["pos"])
         except (KeyError, TypeError, ValueError, IndexError, OverflowError):
             return None
-        if "size" in h and size is None:
-            return None  # a size the receiver refuses to render (malformed, or over MAX_IMAGE_PIXELS)
-        if not 0 <= pos <= len(kept) or not np.isfinite(norm) or norm <= 0 or any(i >= self.vocab_size for i in kept):
+        if not 0 <= pos <= len(kept) or any(i >= self.vocab_size for i in kept):
             return None
         ids = kept[:pos] + [self.token_id] + kept[pos:]
-        return self._generate(ids, y * norm, seed, size)
+        return self._generate(ids, y, self.seed, size)

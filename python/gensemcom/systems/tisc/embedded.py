@@ -41,7 +41,7 @@ class TISCEmbedded(TISCBase):
     OPTIONS = TISC_OPTIONS + (Option("weights", None, "the embedded bundle (default: the shipped weights)"),)
 
     def __init__(self, profile: str = "embedded", device: Optional[str] = None, weights: Optional[str] = None,
-                 on_crc_fail: str = "lost", ti_steps: Optional[int] = None, lr: Optional[float] = None,
+                 on_crc_fail: str = "embedding-only", ti_steps: Optional[int] = None, lr: Optional[float] = None,
                  train_snr_db: Optional[float] = -5.0, seed: int = 0, caption_max_tokens: Optional[int] = None,
                  fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None):
         from ...models.tisc_embedded import PLACEHOLDER_ID, EmbeddedTISC

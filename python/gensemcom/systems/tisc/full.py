@@ -288,7 +288,7 @@ class TISCFull(TISCBase, CaptionDiffusionSystem):
                                    {t.name for t in TISC_OPTIONS})
 
     def __init__(self, profile: str = "full", device: Optional[str] = None, blip: Optional[str] = None,
-                 sd: Optional[str] = None, dtype=None, on_crc_fail: str = "lost", ti_steps: Optional[int] = None,
+                 sd: Optional[str] = None, dtype=None, on_crc_fail: str = "embedding-only", ti_steps: Optional[int] = None,
                  lr: Optional[float] = None, train_snr_db: Optional[float] = -5.0, resolution: Optional[int] = None,
                  seed: int = 0, gen_steps: Optional[int] = None, guidance: Optional[float] = None,
                  caption_max_tokens: Optional[int] = None, num_beams: Optional[int] = None,
