@@ -162,7 +162,8 @@ class SemanticFrame:
 #: is), so the protected header stays inside one code block. Append only: a label's
 #: number is part of the air format.
 HEADER_LABELS = ("size", "shape", "pos", "norm", "seed", "dt", "snr_tx", "res", "mode", "n", "k", "q", "idx",
-                 "rows", "means", "len", "h", "w", "c", "cbr", "fg", "bg", "round", "classes", "task", "snr_db", "coded")
+                 "rows", "means", "len", "h", "w", "c", "cbr", "fg", "bg", "round", "classes", "task", "snr_db",
+                 "coded")
 _LABEL = {k: i for i, k in enumerate(HEADER_LABELS)}
 #: the largest semantic header (:func:`pack_header`) the protected header block carries
 MAX_AIR_HEADER = 240
@@ -405,13 +406,14 @@ def from_air(header: Optional[bytes], payload: Optional[bytes], symbols: np.ndar
 def to_arrays(frame: SemanticFrame, prefix: str = "") -> Tuple[Dict[str, np.ndarray], Dict[str, Any]]:
     """Frame -> (arrays, meta) for a worker request or reply: arrays ``digital`` (u8),
     ``analog`` (f32, segments concatenated), ``header`` (u8, msgpack); meta
-    ``segments`` ([[name, n], ...]) and ``crc_ok``. ``prefix`` names a second frame in
+    ``segments`` ([[name, n], ...]), ``frame_system``, ``crc_ok`` and ``header_ok``. ``prefix`` names a second frame in
     the same message (``"fb_"`` for feedback)."""
     header = msgpack.packb(frame.header, use_bin_type=True) if frame.header else b""
     arrays = {f"{prefix}digital": np.frombuffer(frame.digital, np.uint8),
               f"{prefix}analog": np.ascontiguousarray(frame.analog, np.float32),
               f"{prefix}header": np.frombuffer(header, np.uint8)}
-    meta: Dict[str, Any] = {f"{prefix}segments": [[k, n] for k, n in frame.segment_sizes().items()]}
+    meta: Dict[str, Any] = {f"{prefix}segments": [[k, n] for k, n in frame.segment_sizes().items()],
+                            f"{prefix}frame_system": frame.system}
     for key in ("crc_ok", "header_ok"):
         if getattr(frame, key) is not None:
             meta[f"{prefix}{key}"] = bool(getattr(frame, key))
@@ -470,6 +472,9 @@ def from_arrays(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], syste
         if flags[key] is not None and not isinstance(flags[key], bool):
             raise FrameError(f"meta '{prefix}{key}' must be a bool")
     segs = _split(analog, meta.get(f"{prefix}segments"))
+    named = meta.get(f"{prefix}frame_system")  # the frame's own system (a choice --system auto made)
+    if isinstance(named, str) and 0 < len(named) <= 64:
+        system = named
     return SemanticFrame(system, digital.tobytes(), segs, _unpack_header(header.tobytes()), {}, **flags)
 
 

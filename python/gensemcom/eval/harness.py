@@ -50,7 +50,7 @@ import zlib
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -92,9 +92,11 @@ class EvalConfig:
         images (str | None): image folder or file (None: the Kodak set in shared data).
         limit (int | None): use the first N images (sorted by name).
         cbr (float): channel-use budget per image as a fraction of 3*H*W.
-        modulation (int): QAM order for systems other than jpeg2000-ldpc.
-        rate (str): LDPC rate for systems other than jpeg2000-ldpc.
-        j2k_modulations (list[int]): QAM orders swept for jpeg2000-ldpc.
+        modulation (int | str): QAM order for systems other than jpeg2000-ldpc, or
+            "auto" (link adaptation, the default).
+        rate (str): LDPC rate for systems other than jpeg2000-ldpc, or "auto".
+        j2k_modulations (list[int | str]): QAM orders swept for jpeg2000-ldpc; "auto"
+            adds one variant at the MCS link adaptation picks (``jpeg2000-ldpc@auto``).
         j2k_rates (list[str]): LDPC rates swept for jpeg2000-ldpc.
         profile (str | None): model profile for systems that take ``profile``.
         metrics (list[str]): metric names (psnr is always added).
@@ -106,6 +108,8 @@ class EvalConfig:
         estimator (str): Rayleigh channel estimate: "perfect", "ls" or "lmmse".
         backend (str): LDPC backend.
         progress (bool): tqdm progress bar.
+        quality_table (str | None): also write the quality table ``--system auto``
+            reads (:func:`write_quality_table`) to this path.
     """
 
     systems: List[str]
@@ -114,9 +118,9 @@ class EvalConfig:
     images: Optional[str] = None
     limit: Optional[int] = None
     cbr: float = 1.0 / 24.0
-    modulation: int = 16
-    rate: str = "1/2"
-    j2k_modulations: List[int] = field(default_factory=lambda: [4, 16, 64])
+    modulation: Union[int, str] = "auto"
+    rate: str = "auto"
+    j2k_modulations: List[Union[int, str]] = field(default_factory=lambda: ["auto", 4, 16, 64])
     j2k_rates: List[str] = field(default_factory=lambda: ["1/2", "2/3", "3/4", "5/6"])
     profile: Optional[str] = None
     metrics: List[str] = field(default_factory=lambda: ["psnr", "ssim", "ms-ssim"])
@@ -128,6 +132,7 @@ class EvalConfig:
     estimator: str = "perfect"
     backend: str = "default"
     progress: bool = True
+    quality_table: Optional[str] = None
 
     #: settings that must match for --resume to reuse rows
     RESUME_KEYS = ("channel", "cbr", "seed", "flowgraph", "coherence", "estimator", "backend", "profile",
@@ -140,7 +145,7 @@ class Variant:
 
     label: str
     system: str
-    modulation: int
+    modulation: Union[int, str]
     rate: str
 
 
@@ -214,10 +219,14 @@ def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
             raise EvalError(f"system {n!r} is unavailable here: {type(e).__name__}: {e}") from e
         if spec.backend(profile).rate_matched:
             for m in cfg.j2k_modulations:
+                if m == "auto":
+                    variants.append(Variant(f"{n}@auto", n, "auto", "auto"))
+                    continue
                 for r in cfg.j2k_rates:
                     variants.append(Variant(f"{n}@{m}qam-r{r}", n, int(m), str(r)))
         else:
-            variants.append(Variant(n, n, int(cfg.modulation), str(cfg.rate)))
+            variants.append(Variant(n, n, cfg.modulation if cfg.modulation == "auto" else int(cfg.modulation),
+                                    str(cfg.rate)))
     return systems, variants
 
 
@@ -444,6 +453,12 @@ def achieved_cbr(uses_total: int, height: int, width: int) -> float:
     return float(uses_total) / (3.0 * height * width)
 
 
+def _resize_to(image: np.ndarray, shape) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((int(shape[1]), int(shape[0])), Image.BICUBIC))
+
+
 def _sha(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest() + str(a.shape)
 
@@ -550,6 +565,11 @@ def evaluate(cfg: EvalConfig) -> dict:
                                                                 **res.frame_tx.meta.get("report", {})}.items()
                                       if isinstance(_plain(x), (int, float, str, bool))})
                 out_img = None if res is None else res.image
+                if out_img is not None and out_img.shape != img.shape:
+                    # a receiver that lost the header (and the size with it) renders at its own
+                    # size: scored at the reference's, and flagged
+                    out_img = _resize_to(out_img, img.shape)
+                    row["extra"]["resized_output"] = True
                 row["cbr_actual"] = achieved_cbr(row["channel_uses"]["total"], h, w)
                 t0 = time.perf_counter()
                 mkey = (ref_hash, None if out_img is None else _sha(out_img))
@@ -588,11 +608,53 @@ def evaluate(cfg: EvalConfig) -> dict:
         else:
             s.update({m: "not computed: images of resumed rows are not kept" for m in set_metrics})
     result_files = _write_outputs(out, rows, summary, img_metrics + set_metrics, cfg)
+    if cfg.quality_table:
+        write_quality_table(summary, cfg.quality_table, cfg, len(files))
+        result_files.append(str(cfg.quality_table))
     cliffs = {s: cliff_snr(summary, s) for s in dict.fromkeys(x["system"] for x in summary)}
     (out / "cliff.json").write_text(json.dumps(cliffs, indent=1))
     result_files.append(str(out / "cliff.json"))
     return {"rows": rows, "summary": summary, "files": result_files, "new_rows": new_rows,
             "skipped_rows": skipped, "cliff": cliffs, "metrics": img_metrics + set_metrics}
+
+
+def quality_table(summary: Sequence[dict], channel: str, metric: str = "psnr") -> dict:
+    """The quality table ``--system auto`` reads, from an evaluation's summary: per
+    system, its mean ``metric`` (failures scored 0) and its channel uses per pixel
+    (``cbr``) at each SNR; rate-matched systems from their ``@auto`` variant (the MCS
+    link adaptation picks), derived rows left out."""
+    snrs = sorted({float(s["snr"]) for s in summary})
+    systems: Dict[str, dict] = {}
+    for s in summary:
+        name = str(s["system"])
+        if name.endswith(DERIVED_SUFFIXES) or ("@" in name and not name.endswith("@auto")):
+            continue
+        base = name.split("@")[0]
+        e = systems.setdefault(base, {metric: [None] * len(snrs), "cbr": [None] * len(snrs),
+                                      "lost": [None] * len(snrs)})
+        i = snrs.index(float(s["snr"]))
+        e[metric][i] = None if not isinstance(s.get(metric), (int, float)) else round(float(s[metric]), 3)
+        e["cbr"][i] = None if s.get("cbr_actual") is None else round(float(s["cbr_actual"]), 6)
+        e["lost"][i] = int(s.get("lost", 0))
+    return {"metric": metric, "channels": {channel: {"snr_db": snrs, "systems": systems}}}
+
+
+def write_quality_table(summary: Sequence[dict], path, cfg: EvalConfig, n_images: int) -> None:
+    """Write (or merge into, one channel at a time) the quality table at ``path``."""
+    t = quality_table(summary, cfg.channel)
+    p = Path(path)
+    if p.is_file():
+        old = json.loads(p.read_text())
+        if old.get("metric") == t["metric"]:
+            old["channels"].update(t["channels"])
+            t = old
+    t.setdefault("meta", {})[cfg.channel] = {
+        "images": n_images, "cbr_budget": cfg.cbr, "profile": cfg.profile, "seed": cfg.seed,
+        "estimator": cfg.estimator if cfg.channel == "rayleigh" else None,
+        "metric_note": "mean PSNR (dB) over the images, lost images scored 0",
+        "made_by": "gensemcom eval --quality-table"}
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(t, indent=1))
 
 
 def _write_outputs(out: Path, rows, summary, metrics, cfg: EvalConfig) -> List[str]:
@@ -646,10 +708,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
     p.add_argument("--cbr", default="1/24",
                    help="channel-use budget per image, fraction of 3*H*W complex uses (default 1/24)")
-    p.add_argument("--modulation", type=int, default=16, choices=[4, 16, 64, 256],
-                   help="QAM order of the digital path for systems other than jpeg2000-ldpc (default 16)")
-    p.add_argument("--rate", default="1/2", help="LDPC rate for systems other than jpeg2000-ldpc (default 1/2)")
-    p.add_argument("--j2k-modulations", default="4,16,64", help="QAM orders swept for jpeg2000-ldpc")
+    p.add_argument("--modulation", default="auto", choices=["auto", "4", "16", "64", "256"],
+                   help="QAM order of the digital path for systems other than jpeg2000-ldpc (default auto: "
+                        "link adaptation)")
+    p.add_argument("--rate", default="auto", help="LDPC rate for systems other than jpeg2000-ldpc (default auto)")
+    p.add_argument("--j2k-modulations", default="auto,4,16,64",
+                   help="QAM orders swept for jpeg2000-ldpc; auto: one variant at the adapted MCS "
+                        "(default %(default)s)")
     p.add_argument("--j2k-rates", default="1/2,2/3,3/4,5/6", help="LDPC rates swept for jpeg2000-ldpc")
     p.add_argument("--backend", default="default", help="LDPC backend (default: the measured best)")
     p.add_argument("--profile", choices=["embedded", "tiny", "full"], default=None,
@@ -661,6 +726,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="keep the rows already in OUT/rows.csv and skip them")
     p.add_argument("--flowgraph", action="store_true", help="run through the GNU Radio blocks instead of the core")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--quality-table", metavar="PATH", default=None,
+                   help="also write the quality table --system auto reads (mean PSNR, failures scored 0, per "
+                        "system and SNR; jpeg2000-ldpc from its @auto variant)")
     p.set_defaults(func=run_eval)
     return p
 
@@ -670,12 +738,13 @@ def config_from_args(args) -> EvalConfig:
     return EvalConfig(
         systems=[s for s in str(args.systems).split(",") if s.strip()], snrs=parse_snrs(args.snrs),
         channel=args.channel, images=args.images, limit=args.limit, cbr=parse_fraction(args.cbr),
-        modulation=int(args.modulation), rate=str(args.rate),
-        j2k_modulations=[int(m) for m in str(args.j2k_modulations).split(",") if m.strip()],
+        modulation=args.modulation if args.modulation == "auto" else int(args.modulation), rate=str(args.rate),
+        j2k_modulations=[m.strip() if m.strip() == "auto" else int(m) for m in str(args.j2k_modulations).split(",")
+                         if m.strip()],
         j2k_rates=[r.strip() for r in str(args.j2k_rates).split(",") if r.strip()], profile=args.profile,
         metrics=parse_metrics(args.metrics), out=args.out, seed=args.seed, resume=args.resume,
         flowgraph=args.flowgraph, coherence=args.coherence, estimator=args.estimator, backend=args.backend,
-        progress=not args.quiet)
+        progress=not args.quiet, quality_table=args.quality_table)
 
 
 def run_eval(args) -> int:
