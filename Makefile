@@ -80,6 +80,8 @@ bench: venv
 	$(VENV)/bin/gensemcom phy-ber -m 4,16,64,256 --snrs 0:30:1 --min-errors 10000 --max-bits 2e8 \
 	  --json --plot $(BENCH)/ber_uncoded_awgn.png > $(BENCH)/ber_uncoded_awgn.json
 	$(VPY) bench/ldpc_bench.py --json $(BENCH)/ldpc.json
+	$(VPY) bench/mcs_table.py --out $(BENCH)/mcs_bler.json --plot $(BENCH)/mcs_bler.png
+	$(VPY) bench/link_adaptation.py --json $(BENCH)/link_adaptation.json
 	$(VPY) bench/worker_bench.py --out $(BENCH)/worker.json
 	$(VPY) bench/fuzz_bench.py --n 100000 --hostile --quiet --json $(BENCH)/fuzz.json
 	@echo "results in $(BENCH)/"

@@ -377,7 +377,7 @@ def run_link_cmd(args) -> int:
         for r in report["images"]:
             if not r["received"]:
                 print(f"  {r['image']}: LOST: {r.get('reason', 'see the block counters in the JSON report')}")
-                hint = lost_hint(r, args)
+                hint = lost_hint(r, args, report)
                 if hint:
                     print(f"    hint: {hint}")
                 continue
@@ -399,9 +399,9 @@ def _modulation_arg(v: str):
     return int(v)
 
 
-def lost_hint(row: dict, args) -> str:
+def lost_hint(row: dict, args, report: Optional[dict] = None) -> str:
     """What to try when an image is lost (for the console)."""
-    if row.get("header_ok") is False:
+    if row.get("header_ok") is False or (report or {}).get("frames_header_lost"):
         return ("the protected header was lost too: the SNR is below what any frame survives "
                 "(about -3 dB on AWGN); raise --snr, or use --channel awgn / --estimator perfect")
     if args.modulation != "auto" or args.code_rate != "auto":
