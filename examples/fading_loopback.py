@@ -73,7 +73,8 @@ class fading_loopback(gr.top_block):
             max_blocks=4096,
             snr_db=10.0,
             target_bler=0.01,
-            channel='awgn')
+            channel='awgn',
+            header_repeat=1)
         self.digital_sink = blocks.message_debug(True)
         self.digital_rx = gensemcom.digital_rx(
             modulation=4,
@@ -83,7 +84,8 @@ class fading_loopback(gr.top_block):
             noise_var=(-1.0),
             max_iter=0,
             drop_failed=False,
-            max_blocks=4096)
+            max_blocks=4096,
+            header_repeat=1)
         self.analog_sink = blocks.message_debug(True)
         self.analog_mapper = gensemcom.analog_mapper(max_items=4194304)
         self.analog_demapper = gensemcom.analog_demapper(scale=(-1.0), max_items=4194304)

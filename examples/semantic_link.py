@@ -58,7 +58,8 @@ class semantic_link(gr.top_block):
             budget_symbols=0,
             address='',
             timeout_ms=60000,
-            curve_keys='')
+            curve_keys='',
+            header_repeat=1)
         self.semantic_decoder = gensemcom.semantic_decoder(
             system=system,
             profile=profile,
@@ -91,7 +92,8 @@ class semantic_link(gr.top_block):
             max_blocks=4096,
             snr_db=snr_db,
             target_bler=0.01,
-            channel='awgn')
+            channel='awgn',
+            header_repeat=1)
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,
             backend='default',
@@ -100,7 +102,8 @@ class semantic_link(gr.top_block):
             noise_var=(-1.0),
             max_iter=0,
             drop_failed=False,
-            max_blocks=4096)
+            max_blocks=4096,
+            header_repeat=1)
         self.digital_channel = gensemcom.pdu_channel(
             channel=channel,
             snr_db=snr_db,

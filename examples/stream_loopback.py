@@ -55,7 +55,8 @@ class stream_loopback(gr.top_block):
             max_blocks=4096,
             snr_db=10.0,
             target_bler=0.01,
-            channel='awgn')
+            channel='awgn',
+            header_repeat=1)
         self.digital_sink = blocks.message_debug(True)
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,
@@ -65,7 +66,8 @@ class stream_loopback(gr.top_block):
             noise_var=(-1.0),
             max_iter=0,
             drop_failed=False,
-            max_blocks=4096)
+            max_blocks=4096,
+            header_repeat=1)
         self.channel_model = channels.channel_model(
             noise_voltage=noise_voltage,
             frequency_offset=0.0,

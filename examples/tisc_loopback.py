@@ -108,7 +108,8 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             budget_symbols=0,
             address=address,
             timeout_ms=600000,
-            curve_keys='')
+            curve_keys='',
+            header_repeat=1)
         self.image_source = gensemcom.image_source(
             path=image_path,
             period_s=1.0,
@@ -133,7 +134,8 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             max_blocks=4096,
             snr_db=snr_db,
             target_bler=0.01,
-            channel='awgn')
+            channel='awgn',
+            header_repeat=1)
         self.digital_rx = gensemcom.digital_rx(
             modulation=modulation,
             backend='default',
@@ -142,7 +144,8 @@ class tisc_loopback(gr.top_block, Qt.QWidget):
             noise_var=(-1.0),
             max_iter=0,
             drop_failed=False,
-            max_blocks=4096)
+            max_blocks=4096,
+            header_repeat=1)
         self.digital_equalizer = gensemcom.equalizer(
             estimator=estimator,
             method='zf',

@@ -261,7 +261,8 @@ def test_return_link_block_carries_a_frame(channel):
     assert got.crc_ok and got.digital == fb.digital and got.header == fb.header and got.meta["session"] == "s"
     x = got.segment("x")  # MMSE-equalised: fades shrink symbols towards 0
     assert np.allclose(x, 1.0, atol=0.3) if channel == "awgn" else (np.all(np.isfinite(x)) and abs(x.mean() - 1) < 0.5)
-    assert got.header_ok and got.meta["digital_symbols"] == 600 + 1152  # header block + one QPSK rate-3/4 block
+    # the header block (two copies on a fading channel) + one QPSK rate-3/4 code block
+    assert got.header_ok and got.meta["digital_symbols"] == (600 if channel == "awgn" else 1200) + 1152
 
 
 def test_worker_null_options_take_their_defaults(worker):

@@ -96,3 +96,16 @@ def test_feedback_changes_the_next_frames_mcs_in_a_flowgraph():
     first, second = (meta_get(pmt.car(sink.get_message(i)), "mcs") for i in range(2))
     assert first == "QPSK-1/5" and second == M.select_mcs(20.0)[0].name
     assert abs(tx.snr_db - 20.0) < 1.0
+
+
+def test_rayleigh_sends_two_header_copies_inside_the_budget():
+    from gensemcom.systems import build
+
+    link = FrameLink(PhyConfig(channel="rayleigh", seed=2))
+    assert link.digital.header.repeat == 2 and FrameLink(PhyConfig()).digital.header.repeat == 1
+    img = np.random.default_rng(0).integers(0, 255, (96, 128, 3), dtype=np.uint8)
+    budget = 96 * 128 * 3 // 24
+    from gensemcom.link import run_link
+
+    res = run_link(build("deepjscc", "tiny"), img, 10.0, link, np.random.default_rng(3), budget_symbols=budget)
+    assert res.channel_uses["header"] == 1200 and res.channel_uses["total"] <= budget and res.image is not None

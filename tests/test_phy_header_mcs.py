@@ -82,3 +82,16 @@ def test_table_regeneration_runs_on_a_small_budget(tmp_path):
     t = json.loads(out.read_text())
     curve = t["channels"]["awgn"]["bler"]["QPSK-1/2"]
     assert len(curve) == 9 and curve[0] > curve[-1] and curve[-1] == 0.0  # --quick: 1 dB steps
+
+
+def test_header_copies_are_combined():
+    h = HeaderCodec(repeat=2)
+    body = bytes(range(20))
+    x = h.encode(body, M.MCS(16, "1/2"))
+    assert x.size == 1200 == h.n_symbols(len(body)) and np.array_equal(x[:600], x[600:])
+    y = x.copy()
+    y[:300] = 0  # half of the first copy erased: the second carries the header
+    r = h.decode(y, 0.05)
+    assert r.ok and r.body == body and r.n_symbols == 1200
+    with pytest.raises(ValueError):
+        HeaderCodec(repeat=0)

@@ -41,6 +41,8 @@ class PhyConfig:
         backend (str): LDPC backend.
         rate (str): LDPC code rate of the payload, or "auto".
         target_bler (float): link adaptation's code-block error target.
+        header_repeat (int | None): copies of the protected header block (None: 1 on
+            AWGN, 2 on Rayleigh, where one copy is lost below about 1 dB).
         channel (str): "awgn" or "rayleigh".
         coherence (int): Rayleigh block length (symbols).
         estimator (str): Rayleigh equaliser: "perfect", "ls" or "lmmse".
@@ -52,6 +54,7 @@ class PhyConfig:
     backend: str = "default"
     rate: str = "auto"
     target_bler: float = 1e-2
+    header_repeat: Optional[int] = None
     channel: str = "awgn"
     coherence: int = 64
     estimator: str = "perfect"
@@ -134,7 +137,8 @@ class FrameLink:
     def __init__(self, cfg: Optional[PhyConfig] = None):
         self.cfg = cfg or PhyConfig()
         self.digital = DigitalPath(self.cfg.modulation, self.cfg.backend, self.cfg.rate,
-                                   target_bler=self.cfg.target_bler, channel=self.cfg.channel)
+                                   target_bler=self.cfg.target_bler, channel=self.cfg.channel,
+                                   header_repeat=header_repeat(self.cfg.channel, self.cfg.header_repeat))
         self.pilots = PilotPattern(self.cfg.coherence, self.cfg.n_pilots) if (
             self.cfg.channel == "rayleigh" and self.cfg.estimator in ("ls", "lmmse")) else None
         self._rng_seed = self.cfg.seed
@@ -142,7 +146,7 @@ class FrameLink:
     def context(self, snr_db: Optional[float] = None, budget_symbols: Optional[int] = None) -> LinkContext:
         """What a system may know: the SNR, the payload MCS the link picks for it, the budget."""
         mcs, _ = self.digital.mcs_for(snr_db)
-        return LinkContext(snr_db, mcs.modulation, mcs.code_rate, budget_symbols)
+        return LinkContext(snr_db, mcs.modulation, mcs.code_rate, budget_symbols, self.digital.header.repeat)
 
     def transmit(self, frame: SemanticFrame, snr_db: Optional[float] = None) -> Transmission:
         """Frame -> air form and digital symbols, the payload's MCS chosen for ``snr_db``."""
@@ -198,6 +202,13 @@ class FrameLink:
         rx = from_air(res.header, res.payload if res.crc_ok else None, ya, res.crc_ok, frame.system, meta,
                       on_bad_header="lost")
         return rx, bool(rx.crc_ok), tx
+
+
+def header_repeat(channel: str, repeat: Optional[int] = None) -> int:
+    """Copies of the protected header block: ``repeat`` when given, else 1 on AWGN and 2
+    on Rayleigh (measured, 300 frames, perfect CSI: one copy is lost in 34 % of frames at
+    -2 dB and 10 % at 0 dB; two copies in none)."""
+    return int(repeat) if repeat else (2 if channel == "rayleigh" else 1)
 
 
 def phy_report(tx: Optional[PathTx], rx) -> Dict[str, Any]:
@@ -292,4 +303,5 @@ def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Opt
                       last.header_ok, last.phy)
 
 
-__all__ = ["FrameLink", "LinkResult", "PhyConfig", "RoundResult", "Transmission", "phy_report", "run_link"]
+__all__ = ["FrameLink", "LinkResult", "PhyConfig", "RoundResult", "Transmission", "header_repeat", "phy_report",
+           "run_link"]

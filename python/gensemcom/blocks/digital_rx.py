@@ -42,13 +42,15 @@ class digital_rx(pdu_block):
         max_iter (int): LDPC decoder iterations (0: backend default).
         drop_failed (bool): drop frames whose header or CRC fails instead of flagging them.
         max_blocks (int): bursts carrying more code blocks are dropped.
+        header_repeat (int): copies of the header block, as at the transmitter.
     """
 
     in_kind, out_kind = "c32", "u8"
 
     def __init__(self, modulation="auto", backend="default", code_rate="auto", llr_method="exact", noise_var=-1.0,
-                 max_iter=0, drop_failed=False, max_blocks=4096):
-        self.path = DigitalPath(modulation, backend, code_rate, llr_method, int(max_iter) or None, max_blocks)
+                 max_iter=0, drop_failed=False, max_blocks=4096, header_repeat=1):
+        self.path = DigitalPath(modulation, backend, code_rate, llr_method, int(max_iter) or None, max_blocks,
+                                header_repeat=int(header_repeat))
         self.noise_var = float(noise_var)
         self.drop_failed = bool(drop_failed)
         self.n_crc_fail = self.n_header_fail = 0

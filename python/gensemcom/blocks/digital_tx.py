@@ -35,14 +35,16 @@ class digital_tx(pdu_block):
         snr_db (float): the SNR adaptation assumes until the receiver reports one (settable).
         target_bler (float): the adaptation's code-block error target.
         channel (str): which measured table adaptation reads: "awgn" or "rayleigh".
+        header_repeat (int): copies of the header block, as at the receiver (2 on fading
+            channels: Chase combining).
     """
 
     in_kind, out_kind = "u8", "c32"
 
     def __init__(self, modulation="auto", backend="default", code_rate="auto", max_blocks=4096, snr_db=10.0,
-                 target_bler=1e-2, channel="awgn"):
+                 target_bler=1e-2, channel="awgn", header_repeat=1):
         self.path = DigitalPath(modulation, backend, code_rate, max_blocks=max_blocks, target_bler=target_bler,
-                                channel=channel)
+                                channel=channel, header_repeat=int(header_repeat))
         self.snr_db = float(snr_db)
         self.n_csi = 0
         pdu_block.__init__(self, "gensemcom_digital_tx", max_items=1 << 24)

@@ -7,6 +7,7 @@ from typing import Any, Dict
 import pmt
 from gnuradio import gr
 
+from ..link import header_repeat
 from .digital_rx import digital_rx
 from .digital_tx import digital_tx
 from .equalizer import connect_through_channel
@@ -42,10 +43,12 @@ class return_link(gr.hier_block2):
         self.message_port_register_hier_out("out")
         fading = channel == "rayleigh"
         self.mapper = frame_mapper()
-        self.dtx = digital_tx(modulation=modulation, code_rate=str(code_rate), snr_db=float(snr_db), channel=channel)
+        rep = header_repeat(channel)
+        self.dtx = digital_tx(modulation=modulation, code_rate=str(code_rate), snr_db=float(snr_db), channel=channel,
+                              header_repeat=rep)
         self.dchan = pdu_channel(channel, float(snr_db), int(coherence), int(seed))
         self.achan = pdu_channel(channel, float(snr_db), int(coherence), int(seed) + 1 if int(seed) >= 0 else -1)
-        self.drx = digital_rx(modulation=modulation, code_rate=str(code_rate))
+        self.drx = digital_rx(modulation=modulation, code_rate=str(code_rate), header_repeat=rep)
         self.demapper = frame_demapper()
         self.msg_connect(self, "in", self.mapper, "in")
         self.msg_connect(self.mapper, "digital", self.dtx, "in")

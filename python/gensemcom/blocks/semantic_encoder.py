@@ -38,13 +38,15 @@ class semantic_encoder(worker_block):
         code_rate (float | str): LDPC rate of the digital path, or "auto".
         budget_symbols (int): channel uses per image for rate-matched systems
             (0: the system's own choice).
+        header_repeat (int): copies of the protected header block the link sends (they
+            count in the budget).
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt.
         curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
     def __init__(self, system="deepjscc", profile="embedded", snr_db=10.0, modulation="auto", code_rate="auto",
-                 budget_symbols=0, address="", timeout_ms=60000, curve_keys=""):
+                 budget_symbols=0, address="", timeout_ms=60000, curve_keys="", header_repeat=1):
         worker_block.__init__(self, "gensemcom_semantic_encoder", address, profile, timeout_ms, retries=0,
                               curve_keys=curve_keys)
         self.system = str(system)
@@ -53,6 +55,7 @@ class semantic_encoder(worker_block):
         if self.code_rate not in ("auto", None):
             self.code_rate = str(rate_label(code_rate))
         self.budget_symbols = int(budget_symbols)
+        self.header_repeat = int(header_repeat)
         select_mcs(None, modulation=self.modulation, rate=self.code_rate or "auto")  # fail early on a bad MCS
         self._images: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
         self.message_port_register_in(pmt.intern("feedback"))
@@ -64,7 +67,7 @@ class semantic_encoder(worker_block):
     def _request(self) -> dict:
         mcs, _ = select_mcs(self.snr_db, modulation=self.modulation, rate=self.code_rate or "auto")
         req = {"system": self.system, "snr_db": self.snr_db, "modulation": mcs.modulation,
-               "code_rate": mcs.code_rate}
+               "code_rate": mcs.code_rate, "header_repeat": self.header_repeat}
         if self.budget_symbols > 0:
             req["budget_symbols"] = self.budget_symbols
         return req

@@ -21,7 +21,7 @@ from ..blocks.digital_tx import digital_tx
 from ..blocks.equalizer import connect_through_channel
 from ..blocks.pdu_channel import pdu_channel
 from ..blocks.pdu_utils import KEY_CRC_OK, KEY_HEADER_BYTES, KEY_HEADER_OK, make_pdu, meta_get, meta_set
-from ..link import FrameLink
+from ..link import FrameLink, header_repeat
 from ..phy.channels import noise_var
 
 
@@ -56,8 +56,9 @@ class PhyLoopback(gr.top_block):
                  backend: str = "default", rate: str = "1/2", coherence: int = 64, analog_scale: float = -1.0):
         gr.top_block.__init__(self, "gensemcom PHY loopback")
         eq = channel == "rayleigh"
-        self.dtx = digital_tx(modulation, backend, rate, snr_db=snr_db, channel=channel)
-        self.drx = digital_rx(modulation, backend, rate)
+        rep = header_repeat(channel)
+        self.dtx = digital_tx(modulation, backend, rate, snr_db=snr_db, channel=channel, header_repeat=rep)
+        self.drx = digital_rx(modulation, backend, rate, header_repeat=rep)
         self.amap = analog_mapper()
         self.ademap = analog_demapper(scale=analog_scale)
         self.dchan = pdu_channel(channel, snr_db, coherence, seed)

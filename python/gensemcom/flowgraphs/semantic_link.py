@@ -33,6 +33,7 @@ from ..blocks.return_link import return_link
 from ..blocks.semantic_decoder import semantic_decoder
 from ..blocks.semantic_encoder import semantic_encoder
 from ..image_io import image_ids, list_images, load_image
+from ..link import header_repeat
 from ..worker.systems import MAX_PIXELS as WORKER_MAX_ELEMS
 
 RATES = ("auto", "1/5", "1/4", "1/3", "1/2", "2/3", "3/4", "5/6")
@@ -208,15 +209,16 @@ class SemanticLinkFlowgraph(gr.top_block):
         self.source = image_source(opts.images, period_s=0.0, repeat=False, size=opts.size)
         # a worker call may take as long as the whole run allows (TISC's full-profile TI: minutes)
         call_ms = max(1000, int(1000 * opts.timeout_s))
+        rep = header_repeat(opts.channel)
         self.encoder = semantic_encoder(opts.system, opts.profile, opts.snr_db, opts.modulation,
                                         opts.code_rate, opts.budget_symbols, opts.address, call_ms,
-                                        opts.curve_keys)
+                                        opts.curve_keys, rep)
         self.mapper = frame_mapper()
         self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate, snr_db=opts.snr_db,
-                              channel=opts.channel)
+                              channel=opts.channel, header_repeat=rep)
         self.dchan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed)
         self.achan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed + 1)
-        self.drx = digital_rx(modulation=opts.modulation, code_rate=opts.code_rate)
+        self.drx = digital_rx(modulation=opts.modulation, code_rate=opts.code_rate, header_repeat=rep)
         self.demapper = frame_demapper()
         self.decoder = semantic_decoder(opts.system, opts.profile, opts.address, call_ms, opts.curve_keys)
         self.sink = image_sink(opts.out_dir, side_by_side=bool(opts.out_dir))

@@ -229,17 +229,18 @@ class DigitalPath:
         max_blocks (int): largest payload in code blocks.
         target_bler (float): link adaptation's code-block error target.
         channel (str): the BLER table adaptation reads ("awgn" or "rayleigh").
+        header_repeat (int): copies of the header block (both ends; see :class:`HeaderCodec`).
     """
 
     def __init__(self, modulation=16, backend: str = "default", rate="1/2", llr_method: str = "exact",
                  max_iter: Optional[int] = None, max_blocks: int = 4096, target_bler: float = 1e-2,
-                 channel: str = "awgn"):
+                 channel: str = "awgn", header_repeat: int = 1):
         self.modulation = parse_choice(modulation, "modulation")
         self.rate = parse_choice(rate, "rate") if backend != "none" else "1"
         self.backend = backend
         self.llr_method, self.max_iter, self.max_blocks = llr_method, max_iter, int(max_blocks)
         self.target_bler, self.channel = float(target_bler), channel
-        self.header = HeaderCodec(backend if backend in ("numba", "numpy") else "default")
+        self.header = HeaderCodec(backend if backend in ("numba", "numpy") else "default", header_repeat)
         self._links = {}
         # fail early on a fixed MCS that does not exist
         self.mcs_for(None)

@@ -42,6 +42,8 @@ class LinkContext:
         code_rate (float): LDPC code rate of the digital path.
         budget_symbols (int | None): complex channel uses the system may spend per
             image (for rate-matched systems such as JPEG2000 + LDPC).
+        header_repeat (int): copies of the protected header block the link sends (its
+            channel uses count in the budget).
         round (int): the exchange's round, 0 for the first transmission.
         feedback (SemanticFrame | None): at the transmitter in round ``r > 0``, the
             receiver's feedback frame as it arrived over the return link (``crc_ok``
@@ -55,6 +57,7 @@ class LinkContext:
     modulation: int = 16
     code_rate: float = 0.5
     budget_symbols: Optional[int] = None
+    header_repeat: int = 1
     round: int = 0
     feedback: Optional[SemanticFrame] = None
     state: Dict[str, Any] = field(default_factory=dict)

@@ -165,21 +165,21 @@ class DeepJSCC(SemanticSystem):
             return int(ctx.budget_symbols)
         return int(math.floor(self.cbr * image.size))
 
-    def coded(self, h: int, w: int, budget: int, with_coded: bool = False):
+    def coded(self, h: int, w: int, budget: int, with_coded: bool = False, repeat: int = 1):
         """The coded size of an H x W image under a frame budget: the latent gets what the
         protected header block (with the ``coded`` field or not) leaves
         (:func:`coded_size`); None when nothing fits."""
         header = {"size": [int(h), int(w)], **({"coded": [int(h), int(w)]} if with_coded else {})}
-        return coded_size(h, w, budget - self.header_uses(header, 2 * budget), self.model.c)
+        return coded_size(h, w, budget - self.header_uses(header, 2 * budget, repeat), self.model.c)
 
-    def header_uses(self, header: dict, n_analog: int = 2) -> int:
-        """Channel uses of the protected header block carrying ``header`` and an analog
-        segment of ``n_analog`` reals."""
+    def header_uses(self, header: dict, n_analog: int = 2, repeat: int = 1) -> int:
+        """Channel uses of the protected header block (``repeat`` copies) carrying
+        ``header`` and an analog segment of ``n_analog`` reals."""
         from ..frame import pack_header
         from ..phy.header import HeaderCodec
 
         body = pack_header(SemanticFrame(self.name, b"", np.zeros(max(2, n_analog), np.float32), header), [1.0])
-        return HeaderCodec().n_symbols(len(body))
+        return HeaderCodec(repeat=repeat).n_symbols(len(body))
 
     def _snr(self, ctx: Optional[LinkContext]) -> float:
         snr = None if ctx is None else ctx.snr_db
@@ -203,9 +203,10 @@ class DeepJSCC(SemanticSystem):
         # the model's CBR. The coded size travels only when the receiver cannot derive it.
         header = {"size": [int(h), int(w)]}
         own = coded_size(h, w, int(math.floor(self.cbr * img.size)), self.model.c)
-        coded = own if ctx is None or ctx.budget_symbols is None else self.coded(h, w, budget)
+        rep = 1 if ctx is None else int(ctx.header_repeat)
+        coded = own if ctx is None or ctx.budget_symbols is None else self.coded(h, w, budget, repeat=rep)
         if coded != own:
-            coded = self.coded(h, w, budget, with_coded=True)
+            coded = self.coded(h, w, budget, with_coded=True, repeat=rep)
             header["coded"] = None if coded is None else list(coded)
         if coded is None:
             raise BudgetError(f"a budget of {budget} channel uses is too small for one DeepJSCC latent cell "
@@ -217,7 +218,7 @@ class DeepJSCC(SemanticSystem):
             z = self.model.encode(x, torch.tensor([snr], device=self.device))
         z = z[0].float().cpu().numpy()
         report = {"budget_rule": BUDGET_RULE, "budget": budget, "latent_uses": z.size // 2, "snr_tx": snr,
-                  "header_uses": self.header_uses(header, z.size),
+                  "header_uses": self.header_uses(header, z.size, 1 if ctx is None else int(ctx.header_repeat)),
                   "coded_height": coded[0], "coded_width": coded[1], "resized": coded != (h, w)}
         return SemanticFrame(self.name, b"", z.reshape(-1), header, meta={"report": report})
 

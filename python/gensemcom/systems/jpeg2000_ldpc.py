@@ -99,7 +99,8 @@ def payload_capacity(budget_symbols: int, digital: DigitalLink) -> int:
     return cap
 
 
-def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None, backend: str = "default") -> int:
+def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None, backend: str = "default",
+                   repeat: int = 1) -> int:
     """Channel uses of the frame's protected header block (:mod:`gensemcom.phy.header`),
     which carries the semantic header apart from the payload.
 
@@ -107,14 +108,15 @@ def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None,
         system (str): the system name written into the frame header.
         header (dict | None): the frame's header dict.
         backend (str): LDPC backend.
+        repeat (int): copies of the header block the link sends.
     """
     body = pack_header(SemanticFrame(system, b"", header=dict(header or {})))
-    return HeaderCodec(backend).n_symbols(len(body))
+    return HeaderCodec(backend, repeat).n_symbols(len(body))
 
 
 def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str, float] = "1/2",
                       backend: str = "default", header: Optional[dict] = None,
-                      system: str = "jpeg2000-ldpc") -> int:
+                      system: str = "jpeg2000-ldpc", repeat: int = 1) -> int:
     """Codestream bytes that fit a channel-use budget once framed and sent.
 
     Args:
@@ -124,13 +126,14 @@ def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str
         backend (str): LDPC backend.
         header (dict | None): the frame header the system will send.
         system (str): the system name in the frame header.
+        repeat (int): copies of the header block the link sends.
 
     Returns:
         int: the largest codestream length (bytes) whose frame needs at most
         ``budget_symbols`` symbols; <= 0 when nothing fits.
     """
     dl = DigitalLink(modulation, backend, rate_label(rate))
-    return payload_capacity(int(budget_symbols) - frame_overhead(system, header, backend), dl)
+    return payload_capacity(int(budget_symbols) - frame_overhead(system, header, backend, repeat), dl)
 
 
 # ------------------------------------------------------------- JPEG2000 codec
@@ -323,7 +326,7 @@ class JPEG2000LDPC(SemanticSystem):
     def max_bytes(self, image: np.ndarray, ctx: LinkContext) -> int:
         """Codestream bytes that fit the budget for the context's modulation and rate."""
         return codestream_budget(self.budget(image, ctx), ctx.modulation, ctx.code_rate, self.backend,
-                                 self.HEADER, self.name)
+                                 self.HEADER, self.name, ctx.header_repeat)
 
     def encode(self, image: np.ndarray, ctx: LinkContext) -> SemanticFrame:
         """Compress to fit the budget and put the codestream into ``frame.digital``.

@@ -140,8 +140,11 @@ def _context(meta: Dict[str, Any], side: str, system):
     if not 0 <= rnd < min(MAX_ROUNDS, max(1, system.max_rounds)):
         raise RequestError("bad_meta", f"meta 'round' {rnd} is outside 0..{max(1, system.max_rounds) - 1} "
                            f"for {system.name}")
+    repeat = num("header_repeat", int, 1)
+    if not 1 <= repeat <= 8:
+        raise RequestError("bad_meta", f"meta 'header_repeat' must be 1..8, got {repeat}")
     ctx = LinkContext(num("snr_db", float), num("modulation", int, 16), num("code_rate", float, 0.5),
-                      num("budget_symbols", int), round=rnd, session=session)
+                      num("budget_symbols", int), repeat, round=rnd, session=session)
     if system.max_rounds > 1 and session:
         ctx.state = SESSIONS.get((system.name, getattr(system, "profile", ""), session, side))
     return ctx
