@@ -1,22 +1,12 @@
 """Graceful degradation through the link and the blocks: the header survives the payload,
 the receiver's SNR report adapts the transmitter (PHY-level tests: test_phy_header_mcs.py)."""
-from pathlib import Path
-
 import numpy as np
 
 from gensemcom.frame import SemanticFrame, from_air, pack_header, to_air, unpack_header
 from gensemcom.link import FrameLink, PhyConfig
 from gensemcom.phy import mcs as M
+from gensemcom.phy.channels import make_channel
 from gensemcom.phy.digital import DigitalPath
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _awgn(x, snr_db, rng):
-    n0 = 10 ** (-snr_db / 10)
-    return (x + np.sqrt(n0 / 2) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(
-        np.complex64), n0
-
 
 def test_header_survives_where_the_payload_fails():
     """At -1 dB a 64-QAM payload cannot decode; the rate-1/5 QPSK header does, so the
@@ -49,12 +39,11 @@ def test_semantic_header_is_compact_and_round_trips():
 
 
 def test_adaptive_path_decodes_without_knowing_the_mcs():
-    rng = np.random.default_rng(4)
     tx_path, rx_path = DigitalPath("auto", rate="auto"), DigitalPath("auto", rate="auto")
     for snr in (0.0, 12.0, 24.0):
         t = tx_path.transmit(b"hdr", bytes(range(200)), snr)
-        y, n0 = _awgn(t.symbols, snr, rng)
-        r = rx_path.receive(y, n0)
+        out = make_channel("awgn", snr, seed=4)(t.symbols)
+        r = rx_path.receive(out.y, out.noise_var)
         assert r.header_ok and r.crc_ok and r.payload == bytes(range(200)) and r.mcs == t.mcs
 
 

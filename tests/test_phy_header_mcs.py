@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 
 from gensemcom.phy import mcs as M
+from gensemcom.phy.channels import make_channel
 from gensemcom.phy.header import HeaderCodec, estimate_snr_db
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-
-def _awgn(x, snr_db, rng):
-    n0 = 10 ** (-snr_db / 10)
-    return (x + np.sqrt(n0 / 2) * (rng.standard_normal(x.size) + 1j * rng.standard_normal(x.size))).astype(
-        np.complex64), n0
 
 
 def test_header_round_trip_names_the_mcs_and_fits_one_block():
@@ -49,11 +43,11 @@ def test_header_failure_is_reported_not_guessed():
 
 @pytest.mark.parametrize("snr", [0.0, 10.0, 20.0])
 def test_snr_estimate_within_1_db(snr):
-    rng = np.random.default_rng(1)
     h = HeaderCodec()
     x = h.encode(bytes(20), M.MCS(16, "1/2"))
-    y, n0 = _awgn(x, snr, rng)
-    r = h.decode(y, n0)
+    out = make_channel("awgn", snr, seed=1)(x)
+    y = out.y
+    r = h.decode(y, out.noise_var)
     assert r.ok and abs(r.snr_db - snr) < 1.0
     # without a noise variance (the blind case) the data-aided estimate still holds
     assert abs(estimate_snr_db(y, x) - snr) < 1.0

@@ -231,14 +231,33 @@ def pack_header(frame: SemanticFrame, scales: Sequence[float] = ()) -> bytes:
     sizes = frame.segment_sizes()
     if len(scales) != len(sizes):
         raise FrameError(f"{len(scales)} scales for {len(sizes)} analog segments")
-    segs = [[n, float(k)] if name == DEFAULT_SEGMENT else [name, n, float(k)]
-            for (name, n), k in zip(sizes.items(), scales)]
-    head = {_LABEL.get(k, k): v for k, v in frame.header.items()}
+    return _pack_header(frame.system, frame.header, zip(sizes.items(), scales))
+
+
+def header_symbols(system: str, header: Mapping[str, Any], segments: Optional[Mapping[str, int]] = None,
+                   repeat: int = 1, backend: str = "default") -> int:
+    """Channel uses of the protected header block (``repeat`` copies) that carries a
+    frame of ``system`` with ``header`` and analog ``segments`` (name -> reals): what a
+    system that must fit a budget subtracts before its payload.
+
+    Raises:
+        FrameError: a header that cannot be packed.
+    """
+    from .phy.header import HeaderCodec
+
+    body = _pack_header(system, header, (((name, n), 1.0) for name, n in (segments or {}).items()))
+    return HeaderCodec(backend, repeat).n_symbols(len(body))
+
+
+def _pack_header(system: str, header: Mapping[str, Any], segments) -> bytes:
+    """:func:`pack_header` from the system, the header and ``((name, reals), scale)`` pairs."""
+    segs = [[n, float(k)] if name == DEFAULT_SEGMENT else [name, n, float(k)] for (name, n), k in segments]
+    head = {_LABEL.get(k, k): v for k, v in header.items()}
     try:
         body = msgpack.packb([head, segs], use_bin_type=True, use_single_float=True)
     except (TypeError, ValueError, OverflowError) as e:
         raise FrameError(f"frame header cannot be packed: {e}") from None
-    out = struct.pack(">H", system_id(frame.system)) + body
+    out = struct.pack(">H", system_id(system)) + body
     if len(out) > MAX_AIR_HEADER:
         raise FrameError(f"frame header of {len(out)} bytes exceeds the protected header's {MAX_AIR_HEADER}: "
                          "move bulky values into the digital payload")

@@ -4,7 +4,6 @@ import pmt
 
 from ..frame import csi_frame, frame_to_pmt
 from ..phy.digital import DigitalPath, estimate_noise_var
-from ..phy.qam import QAM
 from .pdu_utils import (KEY_CRC_OK, KEY_CSI, KEY_EQUALIZED, KEY_FAILED_BLOCKS, KEY_HEADER_BYTES, KEY_HEADER_OK,
                         KEY_MCS, KEY_N_BLOCKS, KEY_NOISE_VAR, KEY_SNR_EST, PduError, meta_del, meta_get, meta_set,
                         pdu_block)
@@ -54,7 +53,6 @@ class digital_rx(pdu_block):
         self.noise_var = float(noise_var)
         self.drop_failed = bool(drop_failed)
         self.n_crc_fail = self.n_header_fail = 0
-        self._qpsk = QAM(4)
         pdu_block.__init__(self, "gensemcom_digital_rx", max_items=1 << 24)
         self.message_port_register_out(pmt.intern("csi"))
         self._warned_csi = False
@@ -74,7 +72,7 @@ class digital_rx(pdu_block):
         nv = meta_get(meta, KEY_NOISE_VAR)
         if nv is None:
             nv = self.noise_var if self.noise_var > 0 else \
-                estimate_noise_var(y[: self.path.header.block_symbols], self._qpsk)
+                estimate_noise_var(y[: self.path.header.block_symbols], self.path.header.qam)
         nv = np.asarray(nv, dtype=np.float64)
         if nv.ndim and nv.size != y.size:
             raise PduError(f"noise_var has {nv.size} values for {y.size} symbols")

@@ -181,10 +181,6 @@ class PathTx:
     mcs: MCS
     reason: str = ""
 
-    @property
-    def n_payload(self) -> int:
-        return int(self.symbols.size - self.n_header)
-
 
 @dataclass
 class PathRx:
@@ -244,10 +240,6 @@ class DigitalPath:
         self._links = {}
         # fail early on a fixed MCS that does not exist
         self.mcs_for(None)
-
-    @property
-    def adaptive(self) -> bool:
-        return "auto" in (self.modulation, self.rate)
 
     def mcs_for(self, snr_db: Optional[float]):
         """The payload MCS for a frame sent at ``snr_db`` and the reason (link adaptation)."""

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -135,7 +135,8 @@ def bler_at(name: str, snr_db: float, channel: str = "awgn", table: Optional[dic
 
     Returns 1.0 below the measured range and for an MCS the table does not hold.
     """
-    t = (table or load_bler_table())["channels"].get(channel) or (table or load_bler_table())["channels"]["awgn"]
+    chans = (table or load_bler_table())["channels"]
+    t = chans.get(channel) or chans["awgn"]
     curve = t["bler"].get(name)
     if curve is None:
         return 1.0
@@ -191,10 +192,6 @@ def rate_label(rate) -> str:
         return rate
     f = Fraction(float(rate)).limit_denominator(16)
     return f"{f.numerator}/{f.denominator}"
-
-
-def mcs_names(ladder: Iterable[MCS] = LADDER) -> List[str]:
-    return [m.name for m in ladder]
 
 
 def parse_choice(value, kind: str):
@@ -277,5 +274,4 @@ def measure_bler_table(snrs: Sequence[float], channels: Sequence[str] = ("awgn",
 
 
 __all__ = ["AUTO", "CODE_TABLE", "DEFAULT_TARGET_BLER", "LADDER", "MCS", "MCSError", "bler_at", "load_bler_table",
-           "measure_bler", "measure_bler_table",
-           "mcs_names", "parse_choice", "rate_label", "select_mcs"]
+           "measure_bler", "measure_bler_table", "parse_choice", "rate_label", "select_mcs"]

@@ -41,7 +41,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..frame import SemanticFrame
+from ..frame import DEFAULT_SEGMENT, SemanticFrame, header_symbols
 from .base import LinkContext, Option, SemanticSystem, as_image, header_size
 from .registry import register_system
 
@@ -170,16 +170,8 @@ class DeepJSCC(SemanticSystem):
         protected header block (with the ``coded`` field or not) leaves
         (:func:`coded_size`); None when nothing fits."""
         header = {"size": [int(h), int(w)], **({"coded": [int(h), int(w)]} if with_coded else {})}
-        return coded_size(h, w, budget - self.header_uses(header, 2 * budget, repeat), self.model.c)
-
-    def header_uses(self, header: dict, n_analog: int = 2, repeat: int = 1) -> int:
-        """Channel uses of the protected header block (``repeat`` copies) carrying
-        ``header`` and an analog segment of ``n_analog`` reals."""
-        from ..frame import pack_header
-        from ..phy.header import HeaderCodec
-
-        body = pack_header(SemanticFrame(self.name, b"", np.zeros(max(2, n_analog), np.float32), header), [1.0])
-        return HeaderCodec(repeat=repeat).n_symbols(len(body))
+        uses = header_symbols(self.name, header, {DEFAULT_SEGMENT: 2 * budget}, repeat)
+        return coded_size(h, w, budget - uses, self.model.c)
 
     def _snr(self, ctx: Optional[LinkContext]) -> float:
         snr = None if ctx is None else ctx.snr_db
@@ -218,7 +210,8 @@ class DeepJSCC(SemanticSystem):
             z = self.model.encode(x, torch.tensor([snr], device=self.device))
         z = z[0].float().cpu().numpy()
         report = {"budget_rule": BUDGET_RULE, "budget": budget, "latent_uses": z.size // 2, "snr_tx": snr,
-                  "header_uses": self.header_uses(header, z.size, 1 if ctx is None else int(ctx.header_repeat)),
+                  "header_uses": header_symbols(self.name, header, {DEFAULT_SEGMENT: z.size},
+                                                1 if ctx is None else int(ctx.header_repeat)),
                   "coded_height": coded[0], "coded_width": coded[1], "resized": coded != (h, w)}
         return SemanticFrame(self.name, b"", z.reshape(-1), header, meta={"report": report})
 

@@ -41,10 +41,9 @@ from typing import Optional, Tuple, Union
 
 import numpy as np
 
-from ..frame import SemanticFrame, pack_header
+from ..frame import SemanticFrame, header_symbols
 from ..phy.digital import DigitalLink
 from ..phy.framing import LEN_BYTES
-from ..phy.header import HeaderCodec
 from ..phy.mcs import rate_label
 from .base import MAX_IMAGE_PIXELS, LinkContext, Option, SemanticSystem, as_image
 from .registry import register_system
@@ -110,8 +109,7 @@ def frame_overhead(system: str = "jpeg2000-ldpc", header: Optional[dict] = None,
         backend (str): LDPC backend.
         repeat (int): copies of the header block the link sends.
     """
-    body = pack_header(SemanticFrame(system, b"", header=dict(header or {})))
-    return HeaderCodec(backend, repeat).n_symbols(len(body))
+    return header_symbols(system, header or {}, None, repeat, backend)
 
 
 def codestream_budget(budget_symbols: int, modulation: int = 16, rate: Union[str, float] = "1/2",
