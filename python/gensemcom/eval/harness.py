@@ -13,7 +13,19 @@ GNU Radio top block (:class:`FlowgraphLink`), and writes to ``--out``:
 * ``summary.csv`` / ``summary.json`` / ``summary.txt``: means per system x SNR, with
   the counts of lost images (``lost``) and of lost headers (``header_lost``);
 * ``{metric}_vs_snr.png`` and ``{metric}_vs_uses.png``;
-* ``config.json``: the settings.
+* ``config.json``: the settings;
+* with ``--predictability R``: per row the ``pred_*`` columns (below), their means in
+  the summary, a predictability table in ``summary.txt`` and ``predictability_vs_snr.png``.
+
+Predictability (``--predictability R``, the Stable Cascade SIC paper's Table 2; see
+:mod:`gensemcom.eval.predictability`): every system x image x SNR is sent R times, the
+first being the row's own run and the others with their own channel stream (and, for a
+system with a generation ``seed``, seeds ``seed + 1`` ... ``seed + R - 1``); the rows get
+``pred_mean`` / ``pred_std`` (the distance over every pair of received images),
+``pred_pairs``, ``pred_lost`` (repetitions that lost the image, left out of the pairs),
+``pred_reps``, ``pred_metric`` (LPIPS only with its weights, else ``effnet-lite0-feat``),
+``pred_seeds`` and ``t_pred_s``. The summary averages ``pred_mean`` and ``pred_std`` over
+the images and sums ``pred_pairs`` and ``pred_lost``.
 
 Conventions:
 
@@ -48,6 +60,7 @@ import sys
 import time
 import zlib
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -58,6 +71,7 @@ from ..image_io import load_image
 
 from .ber import parse_snrs
 from .metrics import METRICS, compute_metrics, compute_set_metrics, parse_metrics
+from .predictability import EFFNET_FEAT, PRED_METRICS, choose_metric, format_mean_std, predictability_fields
 
 J2K = "jpeg2000-ldpc"
 ENVELOPE_SUFFIX = "-envelope"
@@ -74,6 +88,11 @@ BASE_FIELDS = ["system", "base_system", "modulation", "rate", "image", "height",
                "uses_digital", "uses_analog", "uses_total", "budget", "cbr_target", "cbr_actual", "crc_ok",
                "failed", "header_lost", "fail_reason", "envelope_of"]
 TIMING_FIELDS = ["t_encode_s", "t_phy_s", "t_decode_s", "t_metrics_s"]
+#: Row fields ``--predictability`` adds at the end of the CSV (``t_pred_s``: the repetitions and the distances)
+PRED_FIELDS = ["pred_metric", "pred_reps", "pred_lost", "pred_pairs", "pred_mean", "pred_std", "pred_seeds",
+               "t_pred_s"]
+#: Summary fields ``--predictability`` adds
+PRED_SUMMARY_FIELDS = ["pred_metric", "pred_reps", "pred_lost", "pred_pairs", "pred_mean", "pred_std"]
 
 
 class EvalError(RuntimeError):
@@ -110,6 +129,11 @@ class EvalConfig:
         progress (bool): tqdm progress bar.
         quality_table (str | None): also write the quality table ``--system auto``
             reads (:func:`write_quality_table`) to this path.
+        predictability (int): R >= 2: send every system x image x SNR R times and
+            score the spread of the received images (0: off; the paper uses 25).
+        pred_metric (str): the predictability distance: "auto" (LPIPS where its
+            weights are present, else ``effnet-lite0-feat``) or one of
+            :data:`gensemcom.eval.predictability.PRED_METRICS`.
     """
 
     systems: List[str]
@@ -133,10 +157,12 @@ class EvalConfig:
     backend: str = "default"
     progress: bool = True
     quality_table: Optional[str] = None
+    predictability: int = 0
+    pred_metric: str = "auto"
 
     #: settings that must match for --resume to reuse rows
     RESUME_KEYS = ("channel", "cbr", "seed", "flowgraph", "coherence", "estimator", "backend", "profile",
-                   "modulation", "rate")
+                   "modulation", "rate", "predictability", "pred_metric")
 
 
 @dataclass
@@ -265,6 +291,8 @@ def _flat(row: dict, metrics: Sequence[str]) -> dict:
     for t in TIMING_FIELDS:
         out[t] = row["timings"].get(t[2:])
     out["extra"] = json.dumps(row.get("extra") or {}, sort_keys=True)
+    for p in PRED_FIELDS:  # written only when the CSV has these columns (--predictability)
+        out[p] = row["timings"].get(p[2:]) if p.startswith("t_") else row.get(p)
     return out
 
 
@@ -277,6 +305,10 @@ def _nest(flat: dict, metrics: Sequence[str]) -> dict:
         row["extra"] = json.loads(flat.get("extra") or "{}")
     except (TypeError, ValueError):
         row["extra"] = {}
+    if "pred_metric" in flat:
+        row.update({p: flat.get(p) for p in PRED_FIELDS if not p.startswith("t_")})
+        if flat.get("t_pred_s") is not None:
+            row["timings"]["pred_s"] = flat["t_pred_s"]
     return row
 
 
@@ -297,7 +329,7 @@ class _CsvLog:
                 header = next(csv.reader(f), [])
             if header != fields:
                 raise EvalError(f"{path} has columns {header}, this run writes {fields}: "
-                                "use the same --metrics, or another --out")
+                                "use the same --metrics and --predictability, or another --out")
         self.f = open(path, "a" if existing else "w", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=fields)
         if not existing:
@@ -355,8 +387,42 @@ def summarize(rows: Sequence[dict], metrics: Sequence[str]) -> List[dict]:
         envs = sorted({r.get("envelope_of") for r in rs if r.get("envelope_of")})
         if envs:
             s["envelope_of"] = ",".join(envs)
+        if any(r.get("pred_metric") for r in rs):
+            s.update(_summarize_predictability(rs))
         out.append(s)
     return out
+
+
+def _summarize_predictability(rs: Sequence[dict]) -> dict:
+    """A system x SNR group's predictability: ``pred_mean`` and ``pred_std`` averaged over
+    the images that have them (two received repetitions or more), ``pred_pairs`` and
+    ``pred_lost`` summed, the metric and R."""
+    metrics = sorted({str(r["pred_metric"]) for r in rs if r.get("pred_metric")})
+    reps = sorted({int(r["pred_reps"]) for r in rs if isinstance(r.get("pred_reps"), (int, float))})
+    return {"pred_metric": ",".join(metrics), "pred_reps": reps[0] if len(reps) == 1 else None,
+            "pred_mean": _mean(r.get("pred_mean") for r in rs), "pred_std": _mean(r.get("pred_std") for r in rs),
+            "pred_pairs": sum(int(r.get("pred_pairs") or 0) for r in rs),
+            "pred_lost": sum(int(r.get("pred_lost") or 0) for r in rs)}
+
+
+def format_predictability(summary: Sequence[dict], systems: Optional[Sequence[str]] = None) -> str:
+    """The predictability table (the paper's Table 2 as one line per system x SNR):
+    the mean +/- std of the pairwise distance, its metric, the pairs and the lost
+    repetitions out of all runs."""
+    cols = ["system", "snr", "metric", "mean +/- std", "pairs", "lost/runs"]
+    table = [cols]
+    for s in summary:
+        if not s.get("pred_metric") or (systems is not None and s["system"] not in systems):
+            continue
+        runs = int(s.get("pred_reps") or 0) * int(s.get("n") or 0)
+        table.append([str(s["system"]), f"{float(s['snr']):g}", str(s["pred_metric"]),
+                      format_mean_std(s.get("pred_mean"), s.get("pred_std")), str(s.get("pred_pairs", 0)),
+                      f"{s.get('pred_lost', 0)}/{runs or '?'}"])
+    if len(table) == 1:
+        return ""
+    widths = [max(len(r[i]) for r in table) for i in range(len(cols))]
+    return "\n".join("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in table)
 
 
 def envelope_rows(rows: Sequence[dict], metric: str = "psnr") -> List[dict]:
@@ -463,6 +529,50 @@ def _sha(a: np.ndarray) -> str:
     return hashlib.sha1(np.ascontiguousarray(a).tobytes()).hexdigest() + str(a.shape)
 
 
+@contextmanager
+def _generation_seed(system, offset: int):
+    """Run with the system's generation ``seed`` moved by ``offset`` (restored after);
+    yields whether the system has one."""
+    base = getattr(system, "seed", None)
+    has = isinstance(base, (int, np.integer)) and not isinstance(base, bool)
+    if not has or offset == 0:
+        yield has
+        return
+    system.seed = int(base) + int(offset)
+    try:
+        yield True
+    finally:
+        system.seed = base
+
+
+def _repeat_link(system, img, snr: float, link, rng_key: List[int], data_budget: int, reps: int,
+                 first: Optional[np.ndarray], label: str) -> Tuple[List[Optional[np.ndarray]], str]:
+    """The received images of ``reps`` runs of one link: ``first`` (the row's own run),
+    then runs ``k = 1 .. reps - 1`` with the channel stream ``rng_key + [k]`` and the
+    generation seed moved by ``k``; None where the image was lost. Returns the images
+    and what changed between runs ("channel" or "channel+generation")."""
+    from ..link import run_link
+    from ..systems.jpeg2000_ldpc import BudgetError
+
+    outs: List[Optional[np.ndarray]] = [first]
+    varied = "channel"
+    for k in range(1, reps):
+        with _generation_seed(system, k) as gen:
+            try:
+                res = run_link(system, img, snr, link, np.random.default_rng(rng_key + [k]),
+                               budget_symbols=data_budget)
+            except BudgetError:
+                res = None
+            except Exception as e:
+                raise EvalError(f"{label} at {snr:g} dB, predictability run {k}: {type(e).__name__}: {e}") from e
+        varied = "channel+generation" if gen else "channel"
+        o = None if res is None else res.image
+        if o is not None and o.shape != img.shape:
+            o = _resize_to(o, img.shape)
+        outs.append(o)
+    return outs, varied
+
+
 def evaluate(cfg: EvalConfig) -> dict:
     """Run an evaluation and write its outputs (see the module docstring).
 
@@ -490,6 +600,15 @@ def evaluate(cfg: EvalConfig) -> dict:
         metrics = ["psnr"] + metrics
     img_metrics = [m for m in metrics if METRICS[m].level == "image"]
     set_metrics = [m for m in metrics if METRICS[m].level == "set"]
+    reps = int(cfg.predictability or 0)
+    if reps < 0 or reps == 1:
+        raise EvalError(f"--predictability needs at least 2 repetitions (0: off), got {reps}")
+    pred_metric = None
+    if reps:
+        try:
+            pred_metric = choose_metric(cfg.pred_metric, prefer=metrics)
+        except ValueError as e:
+            raise EvalError(str(e)) from None
     files = list_images(cfg.images, cfg.limit)
     systems, variants = build_systems(cfg)
 
@@ -497,6 +616,7 @@ def evaluate(cfg: EvalConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     conf = {k: _plain(v) for k, v in asdict(cfg).items()}
     conf["metrics"] = metrics
+    conf["pred_metric"] = pred_metric  # the distance actually used (None: predictability off)
     conf_path = out / "config.json"
     if cfg.resume and conf_path.is_file():
         old = json.loads(conf_path.read_text())
@@ -506,7 +626,7 @@ def evaluate(cfg: EvalConfig) -> dict:
                             "use the same settings or another --out")
     conf_path.write_text(json.dumps(conf, indent=1))
 
-    fields = BASE_FIELDS + img_metrics + TIMING_FIELDS + ["extra"]
+    fields = BASE_FIELDS + img_metrics + TIMING_FIELDS + ["extra"] + (PRED_FIELDS if reps else [])
     csv_path = out / "rows.csv"
     previous = read_rows_csv(csv_path, img_metrics) if cfg.resume else []
     done = {_key(r["system"], r["image"], r["snr"], r["channel"]) for r in previous}
@@ -545,8 +665,8 @@ def evaluate(cfg: EvalConfig) -> dict:
                 data_budget = pilots.n_data(budget) if pilots is not None else budget
                 # one channel stream per (seed, image, SNR), the same for every system and independent of
                 # which rows a resumed run skips
-                rng = np.random.default_rng([int(cfg.seed), zlib.crc32(name.encode()),
-                                             int(round(snr * 1000)) & 0xFFFFFFFF])
+                rng_key = [int(cfg.seed), zlib.crc32(name.encode()), int(round(snr * 1000)) & 0xFFFFFFFF]
+                rng = np.random.default_rng(rng_key)
                 row = {"system": v.label, "base_system": v.system, "modulation": v.modulation, "rate": v.rate,
                        "image": name, "height": h, "width": w, "snr": float(snr), "channel": cfg.channel,
                        "budget": budget, "cbr_target": cfg.cbr, "envelope_of": None, "fail_reason": None}
@@ -581,6 +701,12 @@ def evaluate(cfg: EvalConfig) -> dict:
                         metric_cache.popitem(last=False)
                 row["metrics"] = {m: mres[m] for m in img_metrics}
                 row["timings"]["metrics_s"] = time.perf_counter() - t0
+                if reps:
+                    t0 = time.perf_counter()
+                    outs, varied = _repeat_link(systems[v.system], img, snr, link, rng_key, data_budget, reps,
+                                                out_img, f"{v.label} on {name}")
+                    row.update(predictability_fields(outs, pred_metric, varied))
+                    row["timings"]["pred_s"] = time.perf_counter() - t0
                 if fid_sets is not None and out_img is not None:
                     fid_sets.setdefault((v.label, float(snr)), []).append((img, out_img))
                 rows.append(row)
@@ -658,13 +784,16 @@ def write_quality_table(summary: Sequence[dict], path, cfg: EvalConfig, n_images
 
 
 def _write_outputs(out: Path, rows, summary, metrics, cfg: EvalConfig) -> List[str]:
-    from .plots import channel_label, make_plots
+    from .plots import channel_label, make_plots, plot_predictability
 
     written = []
     (out / "rows.json").write_text(json.dumps(rows, indent=1, default=_plain))
     written += [str(out / "rows.csv"), str(out / "rows.json")]
     cols = ["system", "snr", "n", "channel", "modulation", "rate", "failure_rate", "lost", "header_lost",
             "uses_digital", "uses_analog", "uses_total", "cbr_actual"] + list(metrics) + ["psnr_ok", "envelope_of"]
+    pred = any(s.get("pred_metric") for s in summary)
+    if pred:
+        cols += PRED_SUMMARY_FIELDS
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
@@ -674,11 +803,18 @@ def _write_outputs(out: Path, rows, summary, metrics, cfg: EvalConfig) -> List[s
     (out / "summary.txt").write_text(
         f"channel {cfg.channel}, CBR target {cfg.cbr:.5g}; PSNR/SSIM/MS-SSIM: failures scored 0; "
         f"psnr_ok: received images only; lost / header_lost: images / headers lost; n/c: not computed\n\n"
-        + format_table(summary, metrics) + "\n")
+        + format_table(summary, metrics) + "\n"
+        + (f"\npredictability: {cfg.predictability} runs per system x image x SNR; mean +/- std of the distance "
+           "over every pair of received images (lost runs left out, counted in lost/runs), averaged over the images"
+           + ("; effnet-lite0-feat is an EfficientNet-Lite0 feature distance, not LPIPS"
+              if any(s.get("pred_metric") == EFFNET_FEAT for s in summary) else "")
+           + "\n\n" + format_predictability(summary) + "\n" if pred else ""))
     written += [str(out / n) for n in ("summary.csv", "summary.json", "summary.txt")]
     title = (f"{channel_label(cfg.channel, cfg.estimator, cfg.coherence)}; budget CBR 1/{1 / cfg.cbr:.4g}"
              + ("; GNU Radio flowgraph" if cfg.flowgraph else ""))
     written += make_plots(summary, list(metrics) + ["failure_rate"], str(out), title)
+    if pred and plot_predictability(summary, str(out / "predictability_vs_snr.png"), title):
+        written.append(str(out / "predictability_vs_snr.png"))
     return written
 
 
@@ -729,6 +865,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quality-table", metavar="PATH", default=None,
                    help="also write the quality table --system auto reads (mean PSNR, failures scored 0, per "
                         "system and SNR; jpeg2000-ldpc from its @auto variant)")
+    p.add_argument("--predictability", type=int, default=0, metavar="R",
+                   help="send every system x image x SNR R times (new channel noise, and generation seed where "
+                        "the system has one) and report the mean +/- std of the distance over all R(R-1)/2 pairs "
+                        "of received images (the Stable Cascade SIC paper's Table 2 uses 25; default 0: off)")
+    p.add_argument("--pred-metric", default="auto", choices=["auto", *PRED_METRICS],
+                   help="predictability distance: auto (default): LPIPS where its weights are present locally, "
+                        "else effnet-lite0-feat (an EfficientNet-Lite0 feature distance, never called LPIPS)")
     p.set_defaults(func=run_eval)
     return p
 
@@ -744,7 +887,8 @@ def config_from_args(args) -> EvalConfig:
         j2k_rates=[r.strip() for r in str(args.j2k_rates).split(",") if r.strip()], profile=args.profile,
         metrics=parse_metrics(args.metrics), out=args.out, seed=args.seed, resume=args.resume,
         flowgraph=args.flowgraph, coherence=args.coherence, estimator=args.estimator, backend=args.backend,
-        progress=not args.quiet, quality_table=args.quality_table)
+        progress=not args.quiet, quality_table=args.quality_table,
+        predictability=int(getattr(args, "predictability", 0) or 0), pred_metric=getattr(args, "pred_metric", "auto"))
 
 
 def run_eval(args) -> int:
@@ -765,6 +909,10 @@ def run_eval(args) -> int:
               f"{c['highest_header_lost_snr']} dB; no failures from {c['no_failures_from_snr']} dB")
     if any("@" in s for s in res["cliff"]):
         print(f"(per-combination rows in {Path(cfg.out) / 'summary.txt'})")
+    pred = format_predictability(res["summary"], shown)
+    if pred:
+        print(f"\npredictability ({cfg.predictability} runs each; mean +/- std over all pairs of received images):")
+        print(pred)
     return 0
 
 

@@ -188,7 +188,9 @@ def weights_status() -> Dict[str, str]:
       ``$GENSEMCOM_WEIGHTS/dino`` or the HF cache (facebook/dino-vits16, ...).
     * ``fid``: torch-fidelity installed and ``pt_inception-2015-12-05-6726825d.pth``
       in the torch hub checkpoints.
-    * ``brisque``: piq installed and ``brisque_svm_weights.pt`` likewise.
+    * ``brisque``: the PyPI ``brisque`` package (it ships its libsvm model, so it
+      works offline; needs OpenCV), else piq installed and ``brisque_svm_weights.pt``
+      in the torch hub checkpoints.
     """
     out = {}
     for net in ("vgg", "alex"):
@@ -202,7 +204,7 @@ def weights_status() -> Dict[str, str]:
     out["dino-i"] = str(dino) if dino else NOT_COMPUTED
     fid = _find_file(("pt_inception-2015-12-05-6726825d.pth",)) if _importable("torch_fidelity") else None
     out["fid"] = str(fid) if fid else NOT_COMPUTED
-    br = _find_file(("brisque_svm_weights.pt",)) if _importable("piq") else None
+    br = _brisque_model_file() or (_find_file(("brisque_svm_weights.pt",)) if _importable("piq") else None)
     out["brisque"] = str(br) if br else NOT_COMPUTED
     return out
 
@@ -279,7 +281,26 @@ def _dino_i(ref, out, **_):
     return float((e[0] * e[1]).sum())
 
 
+def _brisque_model_file() -> Optional[str]:
+    """The libsvm model the PyPI ``brisque`` package ships, when it and OpenCV import."""
+    if not (_importable("brisque") and _importable("cv2")):  # brisque needs OpenCV
+        return None
+    import brisque
+
+    f = Path(brisque.__file__).parent / "models" / "svm.txt"
+    return str(f) if f.is_file() else None
+
+
+@functools.lru_cache(maxsize=1)
+def _brisque_model():
+    from brisque import BRISQUE
+
+    return BRISQUE(url=False)
+
+
 def _brisque(ref, out, **_):
+    if _brisque_model_file():
+        return float(_brisque_model().score(np.asarray(out, np.uint8)))
     import piq
 
     return float(piq.brisque(_to_tensor(out).float() / 255.0, data_range=1.0))

@@ -14,6 +14,9 @@ Agg backend). How a plot reads:
   a cross over the marker: some headers lost as well (the header's failure point,
   apart from the payload's); "lost 3 (hdr 1)" reads: three images lost, one of them
   with its header.
+
+:func:`plot_predictability` draws ``eval --predictability``'s mean pairwise distance
+between runs versus SNR, with +/- one standard deviation as error bars.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ _PRETTY = {"psnr": "PSNR (dB), failures scored 0", "psnr_ok": "PSNR (dB), receiv
            "ssim": "SSIM, failures scored 0", "ms-ssim": "MS-SSIM, failures scored 0",
            "failure_rate": "failure rate", "lpips-vgg": "LPIPS (VGG)", "lpips-alex": "LPIPS (Alex)",
            "clip-i": "CLIP-I", "dino-i": "DINO-I", "clip-score": "CLIP score", "brisque": "BRISQUE",
-           "fid": "FID"}
+           "fid": "FID", "effnet-lite0-feat": "EfficientNet-Lite0 feature distance (not LPIPS)"}
 
 #: the Rayleigh equalisers' names in titles
 _ESTIMATORS = {"perfect": "perfect CSI", "ls": "LS channel estimate", "lmmse": "LMMSE channel estimate"}
@@ -177,6 +180,66 @@ def plot_metric(summary: Sequence[dict], metric: str, path: str, x: str = "snr",
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
               fontsize=6 if len(handles) > 12 else 8, frameon=False)
     ax.set_title(title, fontsize=10)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def plot_predictability(summary: Sequence[dict], path: str, title: str = "") -> bool:
+    """Predictability versus SNR (``gensemcom eval --predictability R``): per system the
+    mean pairwise distance between the R received images of an image (``pred_mean``,
+    averaged over the images) with an error bar of +/- ``pred_std``, one curve per
+    system in the same styles as :func:`plot_metric`; a hollow marker where some runs
+    lost the image (left out of the pairs), with their count beside it.
+
+    Args:
+        summary (Sequence[dict]): harness summary rows with the ``pred_*`` fields.
+        path (str): output PNG.
+        title (str): plot title.
+
+    Returns:
+        bool: False (and no file) when no point has a ``pred_mean``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    series = _series(summary, "pred_mean", "snr")
+    if not series:
+        return False
+    metrics = sorted({str(p.get("pred_metric")) for pts in series.values() for _, _, p in pts})
+    reps = sorted({str(p.get("pred_reps")) for pts in series.values() for _, _, p in pts})
+    fig, ax = plt.subplots(figsize=(9.5, 5))
+    any_lost = False
+    for i, (system, pts) in enumerate(sorted(series.items(), key=lambda kv: _order(kv[0]))):
+        st = _style(i, system)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        err = [_num(p[2].get("pred_std")) or 0.0 for p in pts]
+        ax.errorbar(xs, ys, yerr=err, label=system, capsize=3, elinewidth=max(0.8, st["linewidth"] * 0.6), **st)
+        for xv, yv, point in pts:
+            lost = int(point.get("pred_lost") or 0)
+            if lost:
+                any_lost = True
+                ax.plot([xv], [yv], linestyle="none", marker=st["marker"], markersize=st["markersize"],
+                        color=st["color"], markerfacecolor="white", markeredgewidth=1.2)
+                if not _is_combination(system):
+                    ax.annotate(f"lost {lost}", (xv, yv), fontsize=6, color=st["color"], xytext=(4, 3),
+                                textcoords="offset points")
+    ax.set_xlabel("SNR, Es/N0 (dB)")
+    name = " / ".join(_PRETTY.get(m, m) for m in metrics)
+    ax.set_ylabel(f"{name}\nbetween the runs' images, all pairs (mean +/- std)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if any_lost:
+        handles.append(Line2D([], [], linestyle="none", marker="o", color="0.3", markerfacecolor="white"))
+        labels.append("runs lost the image (count beside)")
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              fontsize=6 if len(handles) > 12 else 8, frameon=False)
+    ax.set_title(f"{title}; predictability, {'/'.join(reps)} runs per image" if title
+                 else f"predictability, {'/'.join(reps)} runs per image", fontsize=10)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
