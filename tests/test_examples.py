@@ -1,4 +1,4 @@
-"""The TISC loopback example (``examples/tisc_loopback.grc``), end to end.
+"""The TISC and SC-SIC loopback examples (``examples/tisc_loopback.grc``, ``sc_sic_loopback.grc``), end to end.
 
 * grcc compiles it against the repository's ``grc/`` into a Qt GUI flowgraph whose
   command line takes the profile, image, SNR, channel and output folder (every example
@@ -103,6 +103,21 @@ def test_tisc_loopback_runs_headless_under_system_python(channel, own_worker, tm
     """As GRC's Run button does: /usr/bin/python3 (no torch). With own_worker False there is
     no --address: the flowgraph starts its local worker under the interpreter recorded at
     install (the project's venv)."""
+    _run_headless(SCRIPT, channel, own_worker, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.flowgraph
+@needs_installed_gui
+def test_sc_sic_loopback_runs_headless_under_system_python(tmp_path):
+    """The Stable Cascade SIC example (``examples/sc_sic_loopback.grc``), tiny profile:
+    one received PNG at the sent size, a clean stop."""
+    code = (ROOT / "examples" / "sc_sic_loopback.py").read_text()
+    assert code.count("system='sc_sic'") == 2 and "default='out/sc_sic_loopback'" in code
+    _run_headless(ROOT / "examples" / "sc_sic_loopback.py", "awgn", True, tmp_path)
+
+
+def _run_headless(script, channel, own_worker, tmp_path):
     pytest.importorskip("torch")
     from PIL import Image
 
@@ -118,7 +133,7 @@ def test_tisc_loopback_runs_headless_under_system_python(channel, own_worker, tm
     env.pop("GENSEMCOM_WORKER_PYTHON", None)
     log_path = tmp_path / "log.txt"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([SYSTEM_PYTHON, str(SCRIPT), "--profile", "tiny",
+        proc = subprocess.Popen([SYSTEM_PYTHON, str(script), "--profile", "tiny",
                                  "--image", str(tmp_path / "small.png"), "--out-dir", str(out),
                                  "--snr-db", "20", "--channel", channel]
                                 + (["--address", worker.address] if worker else []),

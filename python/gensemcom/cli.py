@@ -188,7 +188,11 @@ def add_link_parser(sub) -> None:
         epilog="examples:\n  gensemcom link --system tisc --image kodim01.png --snr 10 --out out/\n"
                "  gensemcom link --system tisc --profile full --image kodim01.png --snr 5 --channel rayleigh "
                "--out out/   # BLIP + Stable Diffusion (GPU)\n"
-               "  gensemcom link --system deepjscc --image photos/ --snr 1 --json",
+               "  gensemcom link --system deepjscc --image photos/ --snr 1 --json\n"
+               "  gensemcom link --system sc_sic --image kodim23.png --snr 5 --out out/   # Stable Cascade SIC, "
+               "embedded\n"
+               "  gensemcom link --system sc_sic-digital --profile full --image kodim23.png --snr 15 --out out/"
+               "   # Stage B lite (GPU)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import systems
 
@@ -207,6 +211,12 @@ def add_link_parser(sub) -> None:
     g.add_argument("--sd", metavar="ID_OR_PATH", default=None,
                    help="full profile: Stable Diffusion pipeline, a hub id or a local folder "
                         "(sets GENSEMCOM_SD for the local worker; default an SD 1.5 checkpoint)")
+    g.add_argument("--sc-encoder", metavar="ID_OR_PATH", default=None,
+                   help="sc_sic full profile: EfficientNet-V2-S encoder weights, a hub id or effnet_encoder.safetensors "
+                        "(sets GENSEMCOM_SC_ENCODER; default stabilityai/stable-cascade)")
+    g.add_argument("--sc-decoder", metavar="ID_OR_PATH", default=None,
+                   help="sc_sic full profile: Stage B + Stage A, a hub id, a saved pipeline or a fine-tuned decoder "
+                        "folder (sets GENSEMCOM_SC_DECODER; default stabilityai/stable-cascade, Stage B lite)")
     g.add_argument("--convert", action="store_true",
                    help="accept images that are not 8-bit RGB (grayscale, palette, RGBA, CMYK...) and convert them")
     g = p.add_argument_group("channel")
@@ -311,7 +321,8 @@ def run_link_cmd(args) -> int:
                             size=args.size, timeout_s=args.timeout, return_snr_db=args.return_snr,
                             curve_keys=args.curve_keys)
     os.environ.setdefault("GENSEMCOM_WORKER_LOG_LEVEL", "WARNING")  # the local worker's start-up chatter
-    for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD")):
+    for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD"), (args.sc_encoder, "GENSEMCOM_SC_ENCODER"),
+                      (args.sc_decoder, "GENSEMCOM_SC_DECODER")):
         if flag:  # read by the model loaders of the local worker this process starts
             os.environ[env] = flag
     taps = None
