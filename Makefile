@@ -84,6 +84,7 @@ bench: venv
 	$(VPY) bench/link_adaptation.py --json $(BENCH)/link_adaptation.json
 	$(VPY) bench/worker_bench.py --out $(BENCH)/worker.json
 	$(VPY) bench/fuzz_bench.py --n 100000 --hostile --quiet --json $(BENCH)/fuzz.json
+	$(VPY) bench/sc_sic_full.py --sizes 512 --steps 1 --json $(BENCH)/sc_sic_full.json
 	@echo "results in $(BENCH)/"
 
 clean:

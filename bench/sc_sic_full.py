@@ -88,6 +88,8 @@ def _timed(fn, device: str, repeats: int):
 
 
 def main(argv=None) -> int:
+    from gensemcom.models.sc_sic_embedded import embedding_grid
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("Example:")[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default="lite,full", help="Stage B variants: lite, full (default lite,full)")
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         pipe._gensemcom_empty = (torch.zeros(1, 77, dim, device=device, dtype=dtype),
                                  torch.zeros(1, 1, dim, device=device, dtype=dtype))
         for size in sizes:
-            g = S.embedding_grid(size, size)
+            g = embedding_grid(size, size)
             x = torch.rand(1, 3, size, size, device=device)
             with torch.inference_mode():
                 if on_gpu:  # warm-up: kernels, allocator, autotuning

@@ -72,7 +72,9 @@ def test_encoder_layout_matches_torchvision_and_the_checkpoint_names(encoder):
 
 
 def test_encoder_output_shapes_follow_the_papers_resize_rule(encoder):
-    assert S.embedding_grid(512, 512) == (12, 12) and S.embedding_grid(1024, 1024) == (24, 24)
+    from gensemcom.models.sc_sic_embedded import embedding_grid
+
+    assert embedding_grid(512, 512) == (12, 12) and embedding_grid(1024, 1024) == (24, 24)
     assert tuple(S.resize_for_encoder(torch.zeros(1, 3, 512, 512)).shape[-2:]) == (384, 384)
     assert tuple(S.resize_for_encoder(torch.zeros(1, 3, 1024, 1024)).shape[-2:]) == (768, 768)
     with torch.no_grad():

@@ -45,6 +45,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from .hf import ModelNotAvailable, hub_offline, pick_device, pick_dtype
+# the paper's resize rule, one place for both profiles
+from .sc_sic_embedded import trunk_input as resize_for_encoder
 
 DEFAULT_REPO = "stabilityai/stable-cascade"
 EFFNET_FILE = "effnet_encoder.safetensors"
@@ -52,9 +54,6 @@ EFFNET_FILE = "effnet_encoder.safetensors"
 ENV_ENCODER = "GENSEMCOM_SC_ENCODER"
 ENV_DECODER = "GENSEMCOM_SC_DECODER"
 CHANNELS = 16
-#: the paper's resize rule: the image side x 3/4 into an encoder of stride 32
-RESIZE = 0.75
-STRIDE = 32
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BN_EPS = 1e-3
@@ -128,20 +127,6 @@ _LOCK = threading.Lock()
 
 
 # ---------------------------------------------------------------- the encoder
-def embedding_grid(height: int, width: int) -> Tuple[int, int]:
-    """``Z``'s (rows, cols) for an H x W image: ``round(side * 3/4 / 32)`` each (at least
-    1), so 512 -> 12, 1024 -> 24 (the embedded profile's rule too)."""
-    return (max(1, int(round(height * RESIZE / STRIDE))), max(1, int(round(width * RESIZE / STRIDE))))
-
-
-def resize_for_encoder(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) in [0, 1] -> the encoder's input: the paper's rule, the sides x 3/4
-    (rounded to the stride 32: 512 -> 384, 1024 -> 768), bilinear with antialiasing."""
-    gh, gw = embedding_grid(*x.shape[-2:])
-    size = (STRIDE * gh, STRIDE * gw)
-    if tuple(x.shape[-2:]) == size:
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=x.device.type != "meta")
 
 
 class ConvBNAct(nn.Sequential):

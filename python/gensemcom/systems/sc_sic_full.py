@@ -87,7 +87,9 @@ class SCSICFull(SCSICBase):
         self._sc = sc
 
     def grid(self, height: int, width: int) -> Tuple[int, int]:
-        return self._sc.embedding_grid(height, width)
+        from ..models.sc_sic_embedded import embedding_grid
+
+        return embedding_grid(height, width)
 
     def embed(self, image: np.ndarray) -> np.ndarray:
         import torch

@@ -82,9 +82,31 @@ def _split(cache):
     return np.flatnonzero(src % VAL_EVERY != 0), val
 
 
+def _colour_input(cache, sub: int):
+    """The encoder's colour input for every cached crop at subdivision ``sub`` (from the
+    cache's 4x grid ``rgb_fine`` when ``sub`` > 1)."""
+    import torch.nn.functional as F
+
+    from ..models.sc_sic_embedded import fine_to_cells
+
+    if sub == 1:
+        return cache["rgb"]
+    if "rgb_fine" not in cache or 4 % sub:
+        raise ValueError(f"--color-sub {sub} needs a cache with rgb_fine (4x grid); use 1, 2 or 4")
+    fine = cache["rgb_fine"]
+    if sub != 4:
+        fine = F.avg_pool2d(fine.float(), 4 // sub).half()
+    return fine_to_cells(fine, sub)
+
+
 def validate(model, cache, idx, taef2=None, snrs=VAL_SNRS, n_psnr: int = 16) -> Dict[str, Dict[str, float]]:
-    """Latent MSE (all held-out crops) and image PSNR through TAEF2 (``n_psnr`` crops) per SNR."""
+    """Latent MSE (all held-out crops) and image PSNR through TAEF2 (``n_psnr`` crops, the
+    colour head's layout applied; against TAEF2's decoding of the crop's latent) per SNR."""
     import torch
+
+    from ..models.sc_sic_embedded import layout_correct
+
+    rgb = _colour_input(cache, model.encoder.sub)
 
     enc, stage_b = model.encoder, model.stage_b
     was = enc.training
@@ -97,14 +119,16 @@ def validate(model, cache, idx, taef2=None, snrs=VAL_SNRS, n_psnr: int = 16) -> 
             mse, ps = [], []
             for i in range(0, len(idx), 64):
                 j = torch.from_numpy(idx[i:i + 64])
-                z = enc(cache["last"][j].float(), cache["head"][j].float(), cache["rgb"][j].float())
+                z = enc(cache["last"][j].float(), cache["head"][j].float(), rgb[j].float())
                 s = torch.full((len(j),), float(snr))
-                lat = stage_b(_channel(z, s, g), s, lat_size)
+                lat, rgb_pred = stage_b(_channel(z, s, g), s, lat_size, with_rgb=True)
                 ref = cache["latent"][j].float()
                 mse.append(((lat - ref) ** 2).mean((1, 2, 3)))
                 if taef2 is not None and i == 0:
                     k = min(n_psnr, len(j))
                     a, b = taef2.decode(lat[:k]), taef2.decode(ref[:k])
+                    if rgb_pred is not None:
+                        a = layout_correct(a, rgb_pred[:k], tuple(4 * v for v in z.shape[-2:]))
                     ps.append(-10 * torch.log10(((a - b) ** 2).mean((1, 2, 3)).clamp_min(1e-10)))
             out["latent_mse"][f"{snr:g}"] = round(float(torch.cat(mse).mean()), 5)
             if ps:
@@ -135,20 +159,27 @@ def train(args) -> int:
     rng = np.random.default_rng(args.seed)
     cache = load_cache(args)
     tr, va = _split(cache)
-    config = {"hidden": args.hidden, "widths": [int(w) for w in args.widths.split(",")]}
+    config = {"hidden": args.hidden, "widths": [int(w) for w in args.widths.split(",")], "sub": args.color_sub,
+              "rgb_head": args.rgb_weight > 0}
+    rgb = _colour_input(cache, config["sub"])
 
     class _M(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.encoder, self.stage_b = SCEncoder(config["hidden"]), StageB(tuple(config["widths"]))
+            self.encoder = SCEncoder(config["hidden"], sub=config["sub"])
+            self.stage_b = StageB(tuple(config["widths"]), rgb_head=config["rgb_head"])
 
     model = _M()
     with torch.no_grad():  # the encoder's input standardisation, from the training crops
         sub = torch.from_numpy(rng.choice(tr, min(len(tr), 2000), replace=False))
-        x = torch.cat([cache["last"][sub].float(), cache["head"][sub].float(), cache["rgb"][sub].float()], 1)
+        x = torch.cat([cache["last"][sub].float(), cache["head"][sub].float(), rgb[sub].float()], 1)
         model.encoder.in_mean.copy_(x.mean((0, 2, 3)))
         model.encoder.in_std.copy_(x.std((0, 2, 3)).clamp_min(1e-3))
         del x
+    if args.init:  # warm start: the parameters a checkpoint has (a new head starts from scratch)
+        got = torch.load(args.init, map_location="cpu", weights_only=False)["model"]
+        missing, _ = model.load_state_dict(got, strict=False)
+        print(f"initialised from {args.init}; new: {', '.join(missing) or 'nothing'}")
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed, history = 0, 0.0, []
     ckpt = Path(args.out)
@@ -188,13 +219,17 @@ def train(args) -> int:
         j = torch.from_numpy(rng.choice(tr, args.batch))
         snr = torch.from_numpy(rng.uniform(lo, hi, args.batch).astype(np.float32))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            z = model.encoder(cache["last"][j].float(), cache["head"][j].float(), cache["rgb"][j].float())
-            lat = model.stage_b(_channel(z.float(), snr), snr, lat_size)
+            z = model.encoder(cache["last"][j].float(), cache["head"][j].float(), rgb[j].float())
+            lat, rgb_pred = model.stage_b(_channel(z.float(), snr), snr, lat_size, with_rgb=True)
         ref = cache["latent"][j].float()
         loss = torch.nn.functional.mse_loss(lat.float(), ref)
         if args.coarse_weight:  # the 4x4-pooled latents again: the layout PSNR rewards, learned first
             pool = torch.nn.functional.avg_pool2d
             loss = loss + args.coarse_weight * torch.nn.functional.mse_loss(pool(lat.float(), 4), pool(ref, 4))
+        if rgb_pred is not None:  # the colour head, on pixels: the crop's means on the 4x grid
+            fine = cache["rgb_fine"][j].float()
+            pred = torch.nn.functional.adaptive_avg_pool2d(rgb_pred.float(), tuple(fine.shape[-2:]))
+            loss = loss + args.rgb_weight * torch.nn.functional.mse_loss(pred, fine)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -242,7 +277,9 @@ def export(args, model, config, cache, va, taef2, step, elapsed, history, stoppe
                      "lr_schedule": f"constant, cosine to 10% over the last {args.decay_frac}",
                      "snr_range_db": args.snr_range, "snr_sampling": "uniform per sample",
                      "channel": "power normalisation, AWGN, MMSE, de-normalisation (as FrameLink)",
-                     "loss": f"MSE on TAEF2 latents + {args.coarse_weight:g} x MSE on their 4x4 average pools",
+                     "loss": f"MSE on TAEF2 latents + {args.coarse_weight:g} x MSE on their 4x4 average pools + "
+                             f"{args.rgb_weight:g} x MSE of the colour head on the crop's 4x-grid colour means",
+                     "init": args.init,
                      "bf16_autocast": bool(args.bf16)},
         "machine": {"cpu": platform.machine(), "cores": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version()},
@@ -271,7 +308,8 @@ def export_only(args) -> int:
     class _M(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.encoder, self.stage_b = SCEncoder(config["hidden"]), StageB(tuple(config["widths"]))
+            self.encoder = SCEncoder(config["hidden"], sub=config.get("sub", 1))
+            self.stage_b = StageB(tuple(config["widths"]), rgb_head=config.get("rgb_head", False))
 
     model = _M()
     model.load_state_dict(blob["model"])
@@ -344,6 +382,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--snr-range", default="-2,20", help="training SNR range in dB, uniform per sample")
     g.add_argument("--coarse-weight", type=float, default=4.0,
                    help="weight of a second MSE on 4x4-pooled latents (0: plain latent MSE)")
+    g.add_argument("--color-sub", type=int, default=4, choices=(1, 2, 4),
+                   help="colour means on a grid this many times finer than the embedding's (1, 2 or 4)")
+    g.add_argument("--rgb-weight", type=float, default=50.0,
+                   help="weight of the colour head's pixel MSE (0: no colour head)")
+    g.add_argument("--init", default=None, help="warm start from this checkpoint's parameters (new heads from scratch)")
     g.add_argument("--hidden", type=int, default=256, help="encoder head's hidden channels")
     g.add_argument("--widths", default="192,128,64", help="Stage B's channels at the three resolutions")
     g.add_argument("--seed", type=int, default=0, help="seed of data, noise and init")

@@ -36,10 +36,11 @@ def build_cache(files: Sequence[Path], crop: int = 256, crops_per_image: int = 6
 
     Returns:
         dict: ``last`` (N, 320, g, g) fp16, ``head`` (N, 1280, g, g) fp16, ``rgb`` (N, 3, g, g)
-        fp16, ``latent`` (N, 32, crop/8, crop/8) fp16, ``source`` (N,) image index, ``files``,
+        fp16, ``rgb_fine`` (N, 3, 4g, 4g) fp16 (colour means on a 4x finer grid), ``latent`` (N, 32, crop/8, crop/8) fp16, ``source`` (N,) image index, ``files``,
         ``crop``; ``g = crop * 3/4 / 32``.
     """
     import torch
+    import torch.nn.functional as F
     from PIL import Image
     from tqdm import tqdm
 
@@ -51,7 +52,7 @@ def build_cache(files: Sequence[Path], crop: int = 256, crops_per_image: int = 6
         torch.set_num_threads(int(threads))
     rng = np.random.default_rng(seed)
     trunk, taef2 = load_pretrained(), TAEF2()
-    last, head, rgb, lat, src = [], [], [], [], []
+    last, head, rgb, fine, lat, src = [], [], [], [], [], []
     with torch.inference_mode():
         for i, p in enumerate(tqdm(files, desc="SC-SIC cache (TAEF2 + EfficientNet-Lite0)", mininterval=5)):
             with Image.open(p) as im:
@@ -68,7 +69,9 @@ def build_cache(files: Sequence[Path], crop: int = 256, crops_per_image: int = 6
             last.append(f_last.half())
             head.append(f_head.half())
             rgb.append(color_grid(xc, f_head.shape[-2:]).half())
+            fine.append(F.adaptive_avg_pool2d(xc, tuple(4 * g for g in f_head.shape[-2:])).half())
             lat.append(torch.stack([z[:, y // 8:(y + crop) // 8, q // 8:(q + crop) // 8] for y, q in boxes]).half())
             src += [i] * len(boxes)
-    return {"last": torch.cat(last), "head": torch.cat(head), "rgb": torch.cat(rgb), "latent": torch.cat(lat),
+    return {"last": torch.cat(last), "head": torch.cat(head), "rgb": torch.cat(rgb), "rgb_fine": torch.cat(fine),
+            "latent": torch.cat(lat),
             "source": torch.tensor(src), "files": [str(f) for f in files], "crop": int(crop)}
