@@ -35,11 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python"))
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
-
-
 def _brisque():
     try:
         from brisque import BRISQUE
@@ -72,6 +67,7 @@ def time_sc_sic(reps: int) -> dict:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
+    from gensemcom.eval.metrics import psnr
     from gensemcom.image_io import load_image
     from gensemcom.link import FrameLink, PhyConfig, run_link
     from gensemcom.systems import build
@@ -114,7 +110,7 @@ def main(argv=None) -> int:
                    "encode_s": round(r.timings.get("encode_s", 0.0), 3),
                    "decode_s": round(r.timings.get("decode_s", 0.0), 3)}
             if r.image is not None:
-                row["psnr"] = round(_psnr(r.image, img), 3)
+                row["psnr"] = round(psnr(img, r.image), 3)
                 if brisque:
                     row["brisque"] = round(brisque(r.image), 2)
             rows.append(row)

@@ -187,6 +187,7 @@ class EmbeddedSCSIC(nn.Module):
     Args:
         config (dict | None): ``{"hidden": int, "widths": [a, b, c]}`` (default sizes).
         taef2 (str | Path | None): TAEF2's folder (default: the shipped copy).
+        pretrained (bool): False: the trunk and TAEF2 with random weights (the tiny profile).
     """
 
     def __init__(self, config: Optional[Dict] = None, taef2: Union[str, Path, None] = None, pretrained: bool = True):
@@ -198,7 +199,7 @@ class EmbeddedSCSIC(nn.Module):
         self.trunk = load_pretrained() if pretrained else EfficientNetLite0().eval().requires_grad_(False)
         self.encoder = SCEncoder(self.config["hidden"], sub=self.config["sub"])
         self.stage_b = StageB(tuple(self.config["widths"]), rgb_head=bool(self.config["rgb_head"]))
-        self.stage_a = TAEF2(taef2) if pretrained else None
+        self.stage_a = TAEF2(taef2, pretrained=pretrained)
         self.record: Dict = {}
 
     @classmethod

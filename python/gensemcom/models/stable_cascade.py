@@ -745,9 +745,9 @@ def tiny_components(folder) -> Path:
     import shutil
 
     from diffusers import DDPMWuerstchenScheduler, StableCascadeDecoderPipeline, StableCascadeUNet
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
 
-    from .tiny_hf import write_clip_tokenizer_files
+    from .tiny_hf import tiny_clip_text_config, write_clip_tokenizer_files
 
     out = Path(folder)
     tokdir = write_clip_tokenizer_files(out / "_tokenizer_src")
@@ -757,11 +757,7 @@ def tiny_components(folder) -> Path:
     try:
         decoder = StableCascadeUNet(**TINY_DECODER)
         vqgan = _paella_class()(**TINY_VQGAN)
-        text_cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                  num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id)
-        text_encoder = CLIPTextModelWithProjection(text_cfg).eval()
+        text_encoder = CLIPTextModelWithProjection(tiny_clip_text_config(tok)).eval()
     finally:
         torch.random.set_rng_state(state)
     with _quiet_diffusers():

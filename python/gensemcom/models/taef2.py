@@ -115,11 +115,12 @@ class TAEF2(nn.Module):
 
     Args:
         folder (str | Path | None): the weights' folder (default: the shipped copy).
+        pretrained (bool): False: TAEF2's architecture with random weights (tests).
     """
 
-    def __init__(self, folder: Union[str, Path, None] = None):
+    def __init__(self, folder: Union[str, Path, None] = None, pretrained: bool = True):
         super().__init__()
-        self.vae = load_taef2(folder)
+        self.vae = load_taef2(folder) if pretrained else build_autoencoder().eval().requires_grad_(False)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> raw latents (B, 32, H/8, W/8)."""

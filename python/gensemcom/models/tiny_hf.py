@@ -153,6 +153,16 @@ TINY_MERGES = ("t h", "th e</w>", "a n", "o n</w>", "i n", "in g</w>", "o f</w>"
                "d o", "do g</w>", "c a", "ca t</w>")
 
 
+def tiny_clip_text_config(tok):
+    """A 2-layer CLIP text config of width 32 (projection 32) over tokenizer ``tok``'s
+    vocabulary and special tokens: the tiny pipelines' text encoder."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                          num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+
+
 def write_clip_tokenizer_files(out_dir) -> Path:
     """Write a byte-level BPE ``vocab.json`` and ``merges.txt`` for ``CLIPTokenizer``.
 
@@ -185,7 +195,7 @@ def build_tiny_sd(out_dir) -> Path:
     """
     import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer
 
     out = Path(out_dir)
     tokdir = write_clip_tokenizer_files(out / "_tokenizer_src")
@@ -200,11 +210,7 @@ def build_tiny_sd(out_dir) -> Path:
         vae = AutoencoderKL(block_out_channels=(8, 16), in_channels=3, out_channels=3,
                             down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                             latent_channels=4, norm_num_groups=4, sample_size=TINY_RESOLUTION)
-        text_cfg = CLIPTextConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                                  num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                                  bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                  pad_token_id=tok.pad_token_id)
-        text_encoder = CLIPTextModel(text_cfg).eval()
+        text_encoder = CLIPTextModel(tiny_clip_text_config(tok)).eval()
     finally:
         torch.random.set_rng_state(state)
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",

@@ -201,9 +201,6 @@ class SCSICEmbedded(SCSICBase):
             state = torch.random.get_rng_state()
             torch.manual_seed(TINY_SEED)
             self.model = m.EmbeddedSCSIC({"hidden": 16, "widths": [16, 16, 8]}, pretrained=False)
-            from ..models.taef2 import build_autoencoder
-
-            self.model.stage_a = _RandomStageA(build_autoencoder().eval())
             torch.random.set_rng_state(state)
             self.profile = "tiny"
         elif profile in ("embedded", "tiny"):
@@ -232,17 +229,6 @@ class SCSICEmbedded(SCSICBase):
             y = self.model.reconstruct(torch.from_numpy(np.ascontiguousarray(z)).unsqueeze(0),
                                        torch.tensor([float(snr_db)]), size)
         return y[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
-
-
-class _RandomStageA:
-    """The tiny profile's Stage A: TAEF2's architecture with random weights."""
-
-    def __init__(self, vae):
-        self.vae = vae
-
-    def decode(self, z, out_size=None):
-        y = self.vae.decode(z).sample.add(1).div(2).clamp(0, 1)
-        return y if out_size is None else y[..., :out_size[0], :out_size[1]]
 
 
 @register_system("sc_sic-digital", profiles=("embedded", "tiny"), summary="SC-SIC, D-SIC style: the embedding "

@@ -137,6 +137,18 @@ def validate(model, cache, idx, taef2=None, snrs=VAL_SNRS, n_psnr: int = 16) -> 
     return out
 
 
+def trainable_parts(config: dict):
+    """The learned parts (``encoder`` head and ``stage_b``) of a weights config, as one module."""
+    import torch
+
+    from ..models.sc_sic_embedded import SCEncoder, StageB
+
+    m = torch.nn.Module()
+    m.encoder = SCEncoder(config["hidden"], sub=config.get("sub", 1))
+    m.stage_b = StageB(tuple(config["widths"]), rgb_head=config.get("rgb_head", False))
+    return m
+
+
 def _save(path: Path, blob: dict) -> None:
     import torch
 
@@ -151,7 +163,6 @@ def train(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..models.sc_sic_embedded import SCEncoder, StageB
     from ..models.taef2 import TAEF2
 
     torch.manual_seed(args.seed)
@@ -163,13 +174,7 @@ def train(args) -> int:
               "rgb_head": args.rgb_weight > 0}
     rgb = _colour_input(cache, config["sub"])
 
-    class _M(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = SCEncoder(config["hidden"], sub=config["sub"])
-            self.stage_b = StageB(tuple(config["widths"]), rgb_head=config["rgb_head"])
-
-    model = _M()
+    model = trainable_parts(config)
     with torch.no_grad():  # the encoder's input standardisation, from the training crops
         sub = torch.from_numpy(rng.choice(tr, min(len(tr), 2000), replace=False))
         x = torch.cat([cache["last"][sub].float(), cache["head"][sub].float(), rgb[sub].float()], 1)
@@ -299,19 +304,11 @@ def export(args, model, config, cache, va, taef2, step, elapsed, history, stoppe
 def export_only(args) -> int:
     import torch
 
-    from ..models.sc_sic_embedded import SCEncoder, StageB
     from ..models.taef2 import TAEF2
 
     blob = torch.load(args.out, map_location="cpu", weights_only=False)
     config = blob["config"]
-
-    class _M(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = SCEncoder(config["hidden"], sub=config.get("sub", 1))
-            self.stage_b = StageB(tuple(config["widths"]), rgb_head=config.get("rgb_head", False))
-
-    model = _M()
+    model = trainable_parts(config)
     model.load_state_dict(blob["model"])
     cache = load_cache(args)
     _, va = _split(cache)
@@ -324,6 +321,7 @@ def eval_kodak(args) -> int:
     from PIL import Image
     from tqdm import tqdm
 
+    from ..eval.metrics import psnr
     from ..link import FrameLink, PhyConfig, run_link
     from ..systems.registry import build
 
@@ -342,9 +340,8 @@ def eval_kodak(args) -> int:
         for img in tqdm(images, desc=f"Kodak {snr:g} dB", leave=False):
             r = run_link(sysm, img, snr, link, rng)
             if r.image is not None:
-                mse = np.mean((r.image.astype(np.float64) - img) ** 2)
-                ps.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-10)))
-            uses.append(sum(r.channel_uses.values()))
+                ps.append(psnr(img, r.image))
+            uses.append(r.channel_uses["total"])
         table[f"{snr:g}"] = {"psnr": round(float(np.mean(ps)), 3) if ps else None, "lost": len(files) - len(ps),
                              "channel_uses": float(np.mean(uses))}
         print(f"{snr:g} dB: {table[f'{snr:g}']}")
