@@ -116,6 +116,16 @@ def test_beam_search_finds_a_caption_at_least_as_likely_as_greedy(bundle, image)
         assert _log_prob(bundle.captioner, feats, beamed) >= _log_prob(bundle.captioner, feats, greedy) - 1e-4
 
 
+def test_linear_generators_draw_the_latent_grid():
+    for up in ("transpose", "bilinear"):
+        d = E.InversionDecoder(20, g_linear=True, g_up=up)
+        z = d.generate(torch.randn(2, d.dim), d.context(torch.tensor([[5], [0]])))
+        assert z.shape == (2, 32, 16, 16)
+        assert not any(isinstance(m, (torch.nn.SiLU, torch.nn.GroupNorm)) for m in d.g_body.modules())
+    with pytest.raises(ValueError, match="g_up"):
+        E.InversionDecoder(20, g_up="nearest")
+
+
 def test_render_and_context(bundle):
     v = np.zeros(bundle.dim, np.float32)
     a = bundle.render([], v)

@@ -217,11 +217,14 @@ class InversionDecoder(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int = 512, tok: int = 128, feat: int = 1280, squeeze: int = 16,
                  color: int = 16, hidden: int = 512, ctx: int = 64, base: int = 128, latent_ch: int = 32,
-                 latent: int = 16, target_lowpass: int = 32, group_norm: bool = True, g_linear: bool = False):
+                 latent: int = 16, target_lowpass: int = 32, group_norm: bool = True, g_linear: bool = False,
+                 g_up: str = "transpose"):
         super().__init__()
+        if g_up not in ("transpose", "bilinear"):
+            raise ValueError(f"g_up must be 'transpose' or 'bilinear', got {g_up!r}")
         self.cfg = dict(vocab_size=vocab_size, dim=dim, tok=tok, feat=feat, squeeze=squeeze, color=color,
                         hidden=hidden, ctx=ctx, base=base, latent_ch=latent_ch, latent=latent,
-                        target_lowpass=target_lowpass, group_norm=group_norm, g_linear=g_linear)
+                        target_lowpass=target_lowpass, group_norm=group_norm, g_linear=g_linear, g_up=g_up)
         #: G's training target: the latent of the image low-passed to this side (0: the image itself)
         self.target_lowpass = int(target_lowpass)
         self.dim, self.color, self.base = dim, color, base
@@ -234,12 +237,16 @@ class InversionDecoder(nn.Module):
                                      nn.Linear(hidden, dim))
         # G: [v, c squeezed to ctx] -> base x 4 x 4 -> latent_ch x latent x latent
         self.g_ctx = nn.Linear(dim, ctx)
-        if g_linear:  # linear: a fully connected layer and transposed convolutions, no activation
+        if g_linear:  # linear: a fully connected layer and upsampling convolutions, no activation
             self.g_head = nn.Linear(dim + ctx, base * 16)
             ups, cin, side = [], base, 4
             while side < latent:
                 cout = latent_ch if side * 2 >= latent else max(64, cin // 2)
-                ups.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+                if g_up == "transpose":  # kernel 4, stride 2: leaves a faint checkerboard
+                    ups.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1))
+                else:  # bilinear x2 then a 3 x 3 convolution: no checkerboard
+                    ups += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+                            nn.Conv2d(cin, cout, 3, 1, 1)]
                 cin, side = cout, side * 2
             self.g_body = nn.Sequential(*ups)
         else:

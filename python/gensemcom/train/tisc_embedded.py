@@ -300,7 +300,7 @@ def train_decoder(args) -> int:
 
     model = InversionDecoder(len(vocab), target_lowpass=int(data["flickr"].get("lowpass", 32))
                              if target == "latent_lp" else 0, group_norm=not args.no_group_norm,
-                             g_linear=args.g_linear, squeeze=args.squeeze)
+                             g_linear=args.g_linear, squeeze=args.squeeze, g_up=args.g_up)
     start = {}
     if args.init_decoder:  # continue from a checkpoint (for example with the pixel loss on)
         start = torch.load(str(args.init_decoder), weights_only=False)
@@ -514,6 +514,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "lowpass side, 32) or of the image itself (default: %(default)s)")
     p.add_argument("--init-decoder", default=None, help="decoder: start from this checkpoint (decoder.pt)")
     p.add_argument("--g-linear", action="store_true", help="decoder: a linear G (fully connected + transposed convs)")
+    p.add_argument("--g-up", choices=("transpose", "bilinear"), default="transpose",
+                   help="decoder: a linear G's upsampling (default: %(default)s)")
     p.add_argument("--squeeze", type=int, default=16,
                    help="decoder: E's channels of the trunk features (0: colour means only)")
     p.add_argument("--no-group-norm", action="store_true", help="decoder: no GroupNorm in G's body")
