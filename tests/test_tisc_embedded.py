@@ -126,6 +126,12 @@ def test_linear_generators_draw_the_latent_grid():
         E.InversionDecoder(20, g_up="nearest")
 
 
+def test_ti_space_option_lists_the_inversion_losses():
+    from gensemcom.systems.tisc import TISCEmbedded
+
+    assert {o.name: o.choices for o in TISCEmbedded.OPTIONS}["ti_space"] == E.TI_SPACES
+
+
 def test_render_and_context(bundle):
     v = np.zeros(bundle.dim, np.float32)
     a = bundle.render([], v)

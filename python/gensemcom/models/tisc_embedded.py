@@ -68,6 +68,24 @@ _WORD = re.compile(r"[a-z]+")
 FEAT_SIDE, FEAT_GRID = 224, 7
 #: the side of the generator's rendition (TAEF2 latent side x 8)
 RENDER_SIDE = 128
+#: textual inversion's losses (:func:`invert`)
+TI_SPACES = ("latent", "pixel")
+
+
+def resize_square(image: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (side, side, 3) uint8, resized whole (bicubic, area-antialiased;
+    aspect not kept, as Flickr8k's photos are)."""
+    from PIL import Image
+
+    im = Image.fromarray(np.asarray(image, np.uint8)).resize((side, side), Image.BICUBIC, reducing_gap=2.0)
+    return np.asarray(im)
+
+
+def lowpass(x: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, 3, H, W) in [0, 1] -> the same size, area-downsampled to ``side`` x ``side``
+    and bicubic-upsampled back: what the generator's training targets were made of."""
+    small = F.interpolate(x, size=(side, side), mode="area")
+    return F.interpolate(small, size=x.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
 
 
 # ------------------------------------------------------------------ vocabulary
@@ -357,12 +375,8 @@ class EmbeddedTISC:
     # -------------------------------------------------------------- helpers
     @staticmethod
     def square(image: np.ndarray, side: int) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 3, side, side) float in [0, 1], resized whole
-        (bicubic, area-antialiased; aspect not kept)."""
-        from PIL import Image
-
-        im = Image.fromarray(np.asarray(image, np.uint8)).resize((side, side), Image.BICUBIC, reducing_gap=2.0)
-        return torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
+        """(H, W, 3) uint8 -> (1, 3, side, side) float in [0, 1] (:func:`resize_square`)."""
+        return torch.from_numpy(resize_square(image, side).astype(np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
 
     def to_tensor(self, image: np.ndarray) -> torch.Tensor:
         """The image at the rendition's side, (1, 3, res, res) in [0, 1]."""
@@ -388,9 +402,7 @@ class EmbeddedTISC:
 
     def target_latent(self, image: np.ndarray) -> torch.Tensor:
         """Textual inversion's target: TAEF2's latent of the image at the rendition's side,
-        low-passed as ``G``'s training targets were (:func:`gensemcom.train.tisc_data.lowpass`)."""
-        from ..train.tisc_data import lowpass
-
+        low-passed as ``G``'s training targets were (:func:`lowpass`)."""
         x = self.to_tensor(image)
         if self.decoder.target_lowpass:
             x = lowpass(x, self.decoder.target_lowpass)
@@ -434,8 +446,8 @@ def invert(bundle: EmbeddedTISC, image: np.ndarray, ids: Sequence[int], init, st
 
     from ..phy.channels import sigma_from_snr
 
-    if space not in ("latent", "pixel"):
-        raise ValueError(f"space must be 'latent' or 'pixel', got {space!r}")
+    if space not in TI_SPACES:
+        raise ValueError(f"space must be one of {TI_SPACES}, got {space!r}")
     z = bundle.target_latent(image) if space == "latent" else bundle.to_tensor(image)
     dec = bundle.decoder
     with torch.no_grad():

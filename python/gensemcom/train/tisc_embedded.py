@@ -52,6 +52,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .deepjscc import REPO_ROOT, WEIGHTS_DIR, shared_dir
+from .tisc_data import pixels
 
 VAL_SNR_DB = 10.0
 
@@ -229,10 +230,6 @@ def _decoder_data(data: dict):
     return train, valid
 
 
-def _pixels(u8):
-    return u8.permute(0, 3, 1, 2).float() / 255.0
-
-
 def fit_pixel_proxy(latents, images, side: int = 32, n: int = 3000, ridge: float = 1e-2, seed: int = 0):
     """A linear stand-in for TAEF2's decoder at low resolution, fitted by ridge least squares.
 
@@ -278,7 +275,7 @@ def train_decoder(args) -> int:
     from tqdm import tqdm
 
     from ..models.taef2 import TAEF2
-    from ..models.tisc_embedded import PAD, InversionDecoder
+    from ..models.tisc_embedded import PAD, InversionDecoder, lowpass
 
     torch.manual_seed(args.seed + 1)
     rng = np.random.default_rng(args.seed + 1)
@@ -289,17 +286,14 @@ def train_decoder(args) -> int:
     lo_snr, hi_snr = (float(s) for s in args.snr_range.split(","))
     taef2 = TAEF2().eval().requires_grad_(False)
     target = {"lowpass": "latent_lp", "full": "latent"}[args.target]
+    lp = int(data["flickr"].get("lowpass", 32))
     proxy = None
     if args.proxy_weight:
-        from .tisc_data import lowpass
-
-        lp = int(data["flickr"].get("lowpass", 32))
         pairs_z = torch.cat([train["latent"][:1500], train["latent_lp"][:1500]])
-        pairs_x = torch.cat([_pixels(train["image"][:1500]), lowpass(_pixels(train["image"][:1500]), lp)])
+        pairs_x = torch.cat([pixels(train["image"][:1500]), lowpass(pixels(train["image"][:1500]), lp)])
         proxy = fit_pixel_proxy(pairs_z, pairs_x, side=args.proxy_side)
 
-    model = InversionDecoder(len(vocab), target_lowpass=int(data["flickr"].get("lowpass", 32))
-                             if target == "latent_lp" else 0, group_norm=not args.no_group_norm,
+    model = InversionDecoder(len(vocab), target_lowpass=lp if target == "latent_lp" else 0, group_norm=not args.no_group_norm,
                              g_linear=args.g_linear, squeeze=args.squeeze, g_up=args.g_up)
     start = {}
     if args.init_decoder:  # continue from a checkpoint (for example with the pixel loss on)
@@ -323,18 +317,17 @@ def train_decoder(args) -> int:
         t = max(len(r) for r in rows)
         return torch.tensor([r + [PAD] * (t - len(r)) for r in rows])
 
-    def noisy(v, snr_db):
+    def noisy(v, snr_db, generator=None):
+        """v plus Gaussian noise at ``snr_db`` (per row, a tensor or a number) of its mean square."""
         p = v.detach().pow(2).mean(1, keepdim=True)
-        return v + torch.randn_like(v) * torch.sqrt(p / 10 ** (snr_db / 10))
+        return v + torch.randn(v.shape, generator=generator) * torch.sqrt(p / 10 ** (torch.as_tensor(snr_db) / 10))
 
     def validate(n_psnr: int = 64) -> dict:
         model.eval()
         g = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            x = _pixels(valid["image"][:n_psnr])
-            v = model.encode(valid["feat"][:n_psnr], x)
-            p = v.pow(2).mean(1, keepdim=True)
-            v = v + torch.randn(v.shape, generator=g) * torch.sqrt(p / 10 ** (VAL_SNR_DB / 10))
+            x = pixels(valid["image"][:n_psnr])
+            v = noisy(model.encode(valid["feat"][:n_psnr], x), VAL_SNR_DB, g)
             z = model.generate(v, model.context(torch.zeros((len(v), 1), dtype=torch.long)))
             lat = float(F.mse_loss(z, valid[target][:n_psnr].float()))
             y = torch.cat([taef2.decode(z[k:k + 16]) for k in range(0, len(z), 16)])
@@ -348,7 +341,7 @@ def train_decoder(args) -> int:
         for g in opt.param_groups:
             g["lr"] = _lr(args.lr, prog)
         idx = rng.integers(0, n, args.batch)
-        f, x, z = train["feat"][idx].float(), _pixels(train["image"][idx]), train[target][idx].float()
+        f, x, z = train["feat"][idx].float(), pixels(train["image"][idx]), train[target][idx].float()
         flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
         f = torch.where(flip[:, None, None, None], f.flip(-1), f)
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -396,15 +389,15 @@ def caption_scores(bundle, root: Path, split: str = "test", limit: int = 0, beam
     from pycocoevalcap.cider.cider import Cider
     from tqdm import tqdm
 
-    from ..models.tisc_embedded import FEAT_SIDE
-    from .tisc_data import flickr8k, square
+    from ..image_io import load_image
+    from .tisc_data import flickr8k
 
     caps, sp = flickr8k(root)
     names = sp[split][: limit or None]
     alpha = float(bundle.record.get("length_alpha", 0.0) if length_alpha is None else length_alpha)
     gts, res = {}, {}
     for n in tqdm(names, desc=f"captioning Flickr8k {split}", mininterval=5):
-        f = bundle.features(square(root / "images" / n, FEAT_SIDE))
+        f = bundle.features(load_image(root / "images" / n))
         ids, _, _ = bundle.captioner.generate(f, 16, beam, alpha)
         res[n] = [bundle.vocab.decode(ids)]
         gts[n] = [" ".join(re.findall(r"[a-z]+", c.lower())) for c in caps[n]]
@@ -449,7 +442,7 @@ def pack(args) -> int:
     # the mean ||E(x)|| over the decoder's validation images
     _, valid = _decoder_data(load_caches(args, build=False))
     with torch.no_grad():
-        expected_norm = float(dec.eval().encode(valid["feat"], _pixels(valid["image"])).norm(dim=1).mean())
+        expected_norm = float(dec.eval().encode(valid["feat"], pixels(valid["image"])).norm(dim=1).mean())
     record = {"made_by": "gensemcom train tisc-embedded", "data": {
         "captioner": "Flickr8k train split (6,000 photos, 30,000 captions; ../shared/data/flickr8k), "
                      "dev split for early stopping",

@@ -32,7 +32,7 @@ class TISCEmbedded(TISCBase):
             ``models/weights/tisc_embedded.pt``).
         on_crc_fail, ti_steps, lr, train_snr_db, seed, caption_max_tokens,
             fallback_norm, progress, threads: as :class:`TISCFull` (defaults 100
-            steps, lr 0.5, 16 words; the fallback norm is the mean norm of ``v`` over
+            steps, lr 0.05, 16 words; the fallback norm is the mean norm of ``v`` over
             the decoder's validation images).
         ti_space (str | None): textual inversion's loss, ``"latent"`` (TAEF2 latent of
             the low-passed image) or ``"pixel"`` (the image through TAEF2's decoder);
@@ -47,7 +47,7 @@ class TISCEmbedded(TISCBase):
     OPTIONS = TISC_OPTIONS + (
         Option("weights", None, "the embedded bundle (default: the shipped weights)"),
         Option("ti_space", None, "textual inversion's loss: 'latent' (TAEF2 latent) or 'pixel' (through TAEF2's "
-                                 "decoder)", ("latent", "pixel")),
+                                 "decoder)", ("latent", "pixel")),  # models.tisc_embedded.TI_SPACES: no torch here
         Option("ti_draws", None, "noise draws per textual-inversion step"))
 
     def __init__(self, profile: str = "embedded", device: Optional[str] = None, weights: Optional[str] = None,
@@ -55,7 +55,7 @@ class TISCEmbedded(TISCBase):
                  train_snr_db: Optional[float] = -5.0, seed: int = 0, caption_max_tokens: Optional[int] = None,
                  fallback_norm: Optional[float] = None, progress: bool = True, threads: Optional[int] = None,
                  ti_space: Optional[str] = None, ti_draws: Optional[int] = None):
-        from ...models.tisc_embedded import PLACEHOLDER_ID, EmbeddedTISC
+        from ...models.tisc_embedded import PLACEHOLDER_ID, TI_SPACES, EmbeddedTISC
 
         self._policy(on_crc_fail)
         d = EMBEDDED_DEFAULTS  # small models: always on the CPU, whatever the worker's device
@@ -71,8 +71,8 @@ class TISCEmbedded(TISCBase):
         self.caption_max_tokens = int(d["caption_max_tokens"] if caption_max_tokens is None else caption_max_tokens)
         self.progress = bool(progress)
         self.ti_space = str(d["ti_space"] if ti_space is None else ti_space)
-        if self.ti_space not in ("latent", "pixel"):
-            raise ValueError(f"ti_space must be 'latent' or 'pixel', got {self.ti_space!r}")
+        if self.ti_space not in TI_SPACES:  # refused at build, not at the first image
+            raise ValueError(f"ti_space must be one of {TI_SPACES}, got {self.ti_space!r}")
         self.ti_draws = int(d["ti_draws"] if ti_draws is None else ti_draws)
         self.token_id = PLACEHOLDER_ID
         self.dim = self.bundle.dim
