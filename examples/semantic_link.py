@@ -65,7 +65,8 @@ class semantic_link(gr.top_block):
             profile=profile,
             address='',
             timeout_ms=60000,
-            curve_keys='')
+            curve_keys='',
+            task='')
         self.return_link = gensemcom.return_link(
             snr_db=snr_db,
             channel=channel,

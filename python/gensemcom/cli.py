@@ -192,7 +192,9 @@ def add_link_parser(sub) -> None:
                "  gensemcom link --system sc_sic --image kodim23.png --snr 5 --out out/   # Stable Cascade SIC, "
                "embedded\n"
                "  gensemcom link --system sc_sic-digital --profile full --image kodim23.png --snr 15 --out out/"
-               "   # Stage B lite (GPU)",
+               "   # Stage B lite (GPU)\n"
+               "  gensemcom link --system task_adaptive --task person --image camvid.png --snr 10 --out out/"
+               "   # three phases, feedback on the return link",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import systems
 
@@ -204,6 +206,10 @@ def add_link_parser(sub) -> None:
                    help="models: embedded (shipped, CPU), tiny (random, tests), full (paper models); "
                         "default: the system's own (embedded where it has one)")
     g.add_argument("--image", required=True, help="an image file or a folder of images")
+    g.add_argument("--task", default="", metavar="TASK",
+                   help="the receiver's task, for task-adaptive systems: a class label (person, car, cyclist, "
+                        "sign, ..., all) or free text ('the cyclist'); it goes back over the return link and the "
+                        "transmitter answers with the edges that matter (default: none, phase 1 only)")
     g.add_argument("--size", type=int, default=0, help="centre-crop and resize to SIZE x SIZE (default: keep)")
     g.add_argument("--blip", metavar="ID_OR_PATH", default=None,
                    help="full profile: BLIP captioner, a hub id or a local save_pretrained folder "
@@ -319,7 +325,7 @@ def run_link_cmd(args) -> int:
                             n_pilots=args.pilots, modulation=args.modulation, code_rate=args.code_rate,
                             budget_symbols=args.budget, address=args.address, out_dir=args.out, seed=args.seed,
                             size=args.size, timeout_s=args.timeout, return_snr_db=args.return_snr,
-                            curve_keys=args.curve_keys)
+                            curve_keys=args.curve_keys, task=args.task)
     os.environ.setdefault("GENSEMCOM_WORKER_LOG_LEVEL", "WARNING")  # the local worker's start-up chatter
     for flag, env in ((args.blip, "GENSEMCOM_BLIP"), (args.sd, "GENSEMCOM_SD"), (args.sc_encoder, "GENSEMCOM_SC_ENCODER"),
                       (args.sc_decoder, "GENSEMCOM_SC_DECODER")):

@@ -241,7 +241,7 @@ def _sum_uses(rounds: List[RoundResult]) -> Dict[str, int]:
 def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Optional[FrameLink] = None,
              rng: Optional[np.random.Generator] = None, budget_symbols: Optional[int] = None,
              return_link: Optional[FrameLink] = None, return_snr_db: Optional[float] = None,
-             max_rounds: Optional[int] = None) -> LinkResult:
+             max_rounds: Optional[int] = None, task: str = "") -> LinkResult:
     """One image through a semantic system and the PHY: encode, send, decode, and the
     feedback rounds of a system that asks for them.
 
@@ -255,6 +255,8 @@ def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Opt
         return_link (FrameLink | None): the return link (default: QPSK, rate 1/2, AWGN).
         return_snr_db (float | None): its Es/N0 (default: ``snr_db``).
         max_rounds (int | None): cap on the rounds (default: the system's ``max_rounds``).
+        task (str): the receiver's task (``LinkContext.task``: a class label or free
+            text) for task-adaptive systems; empty: none.
 
     Returns:
         LinkResult: the final image, the last round's frames, the summed channel uses,
@@ -267,6 +269,7 @@ def run_link(system: SemanticSystem, image: np.ndarray, snr_db: float, link: Opt
     session = uuid.uuid4().hex[:12]
     tx_ctx, rx_ctx = link.context(snr_db, budget_symbols), link.context(snr_db, budget_symbols)
     tx_ctx.session = rx_ctx.session = session
+    rx_ctx.task = str(task or "")
     t = {"encode_s": 0.0, "phy_s": 0.0, "decode_s": 0.0}
     rounds: List[RoundResult] = []
     feedback_rx: Optional[SemanticFrame] = None

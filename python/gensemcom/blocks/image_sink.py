@@ -18,7 +18,8 @@ class image_sink(counting, gr.basic_block):
 
     Files are ``<out_dir>/<image_id>.png``; with ``side_by_side``, also
     ``<image_id>_compare.png`` (sent | received) when the metadata's ``path`` points
-    at the original. ``received()`` returns the images so far (for scripts and tests).
+    at the original. The image of a round that is not its exchange's last (metadata
+    ``final`` False, systems with feedback rounds) is ``<image_id>_r<round>.png``. ``received()`` returns the images so far (for scripts and tests).
 
     Args:
         out_dir (str): folder for the files ('' keeps them only in memory).
@@ -61,6 +62,8 @@ class image_sink(counting, gr.basic_block):
         if self.out_dir:
             try:
                 name = str(info.get("image_id", f"image{self.n_out}"))
+                if info.get("final") is False:
+                    name += f"_r{info.get('round', 0)}"
                 save_image(Path(self.out_dir) / f"{name}.png", img)
                 ref = sent_image(info, img.shape) if self.side_by_side else None
                 if ref is not None:

@@ -27,14 +27,18 @@ class semantic_decoder(worker_block):
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt.
         curve_keys (str): CURVE key directory of a remote worker ('': none).
+        task (str): the receiver's task for task-adaptive systems (a class label such
+            as "person", "car", "all", or free text such as "the cyclist"); it travels
+            to the transmitter in the feedback frame. Empty: no task.
     """
 
     block_name = "gensemcom_semantic_decoder"
 
-    def __init__(self, system="deepjscc", profile="embedded", address="", timeout_ms=60000, curve_keys=""):
+    def __init__(self, system="deepjscc", profile="embedded", address="", timeout_ms=60000, curve_keys="", task=""):
         worker_block.__init__(self, self.block_name, address, profile, timeout_ms, retries=0,
                               curve_keys=curve_keys)
         self.system = str(system)
+        self.task = str(task or "")
         self.n_feedback = 0
         self._port_fb = pmt.intern("feedback")
         self.message_port_register_out(self._port_fb)
@@ -56,6 +60,8 @@ class semantic_decoder(worker_block):
         session, rnd = frame.meta.get("session"), frame.meta.get("round")
         if isinstance(session, str) and isinstance(rnd, int) and not isinstance(rnd, bool):
             req["session"], req["round"] = session, rnd
+        if self.task:
+            req["task"] = self.task
         return "semantic_decode", arrays, req, frame.meta
 
     def item_id(self, state):

@@ -155,6 +155,7 @@ class FlowgraphOptions:
     return_snr_db: Optional[float] = None
     curve_keys: str = ""
     progress: bool = True
+    task: str = ""
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option (every check is done here, before
@@ -177,6 +178,8 @@ class FlowgraphOptions:
         if self.budget_symbols < 0:
             raise ValueError(f"budget must be 0 (the system's own) or a positive number of channel uses, "
                              f"got {self.budget_symbols}")
+        if len(self.task.encode("utf-8", "replace")) > 256:
+            raise ValueError("task must be at most 256 bytes of text")
         side = int(MAX_IMAGE_PIXELS ** 0.5)
         if not 0 <= self.size <= side:
             raise ValueError(f"size must be 0 (keep) or 1..{side} (the {MAX_IMAGE_PIXELS / 1e6:.1f} Mpixel limit), "
@@ -220,7 +223,7 @@ class SemanticLinkFlowgraph(gr.top_block):
         self.achan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed + 1)
         self.drx = digital_rx(modulation=opts.modulation, code_rate=opts.code_rate, header_repeat=rep)
         self.demapper = frame_demapper()
-        self.decoder = semantic_decoder(opts.system, opts.profile, opts.address, call_ms, opts.curve_keys)
+        self.decoder = semantic_decoder(opts.system, opts.profile, opts.address, call_ms, opts.curve_keys, opts.task)
         self.sink = image_sink(opts.out_dir, side_by_side=bool(opts.out_dir))
         self.msg_connect(self.source, "out", self.encoder, "in")
         self.msg_connect(self.encoder, "out", self.mapper, "in")

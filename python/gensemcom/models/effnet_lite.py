@@ -26,6 +26,9 @@ STAGES = ((3, 1, 16, 1, 1), (3, 2, 24, 6, 2), (5, 2, 40, 6, 2), (3, 3, 80, 6, 2)
 HEAD_CHANNELS = 1280
 LAST_BLOCK_CHANNELS = 320
 STRIDE = 32
+#: the blocks whose outputs :meth:`EfficientNetLite0.pyramid` returns (ends of stages 3 and 5: strides 8, 16)
+PYRAMID_BLOCKS = (4, 10)
+PYRAMID_CHANNELS = (40, 112, HEAD_CHANNELS)
 BN_EPS = 1e-3
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -85,6 +88,18 @@ class EfficientNetLite0(nn.Module):
         for b in self._blocks:
             x = b(x)
         return x, self.act(self._bn1(self._conv_head(x)))
+
+    def pyramid(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, H, W) RGB in [0, 1] -> features at strides 8, 16 and 32: the ends of
+        stage 3 (B, 40, H/8, W/8) and stage 5 (B, 112, H/16, W/16), and the head
+        (B, 1280, H/32, W/32) (a segmentation decoder's inputs)."""
+        x = self.act(self._bn0(self._conv_stem((x - self.mean) / self.std)))
+        out = []
+        for i, b in enumerate(self._blocks):
+            x = b(x)
+            if i in PYRAMID_BLOCKS:
+                out.append(x)
+        return out[0], out[1], self.act(self._bn1(self._conv_head(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""

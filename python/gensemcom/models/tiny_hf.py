@@ -230,3 +230,80 @@ def tiny_blip_dir(root: Optional[str] = None) -> Path:
 def tiny_sd_dir(root: Optional[str] = None) -> Path:
     """Directory of the tiny Stable Diffusion pipeline (built on first use, then cached)."""
     return _build_once("sd", build_tiny_sd, root)
+
+
+# ---------------------------------------------------------------- task-adaptive full profile
+CITYSCAPES_LABELS = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+                     "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+                     "bicycle")
+
+
+def build_tiny_segformer(out_dir) -> Path:
+    """A tiny random SegFormer with Cityscapes' 19 labels and its image processor (64 x 64 input)."""
+    import torch
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+    out = Path(out_dir)
+    state = _seeded()
+    try:
+        cfg = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
+                              num_attention_heads=[1, 2], patch_sizes=[7, 3], strides=[4, 2], mlp_ratios=[2, 2],
+                              decoder_hidden_size=16, num_labels=len(CITYSCAPES_LABELS),
+                              id2label=dict(enumerate(CITYSCAPES_LABELS)),
+                              label2id={n: i for i, n in enumerate(CITYSCAPES_LABELS)})
+        SegformerForSemanticSegmentation(cfg).eval().save_pretrained(out)
+    finally:
+        torch.random.set_rng_state(state)
+    SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(out)
+    return out
+
+
+def build_tiny_clipseg(out_dir) -> Path:
+    """A tiny random CLIPSeg (text and vision towers of width 32) with a generated CLIP tokenizer."""
+    import torch
+    from transformers import (CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, CLIPTokenizer,
+                              ViTImageProcessor)
+
+    out = Path(out_dir)
+    tokdir = write_clip_tokenizer_files(out / "_tokenizer_src")
+    tok = CLIPTokenizer.from_pretrained(tokdir, model_max_length=77)
+    state = _seeded()
+    try:
+        text = tiny_clip_text_config(tok).to_dict()
+        vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32,
+                      patch_size=8)
+        cfg = CLIPSegConfig(text_config=text, vision_config=vision, projection_dim=32, extract_layers=[0, 1],
+                            reduce_dim=16, decoder_num_attention_heads=2, decoder_intermediate_size=32)
+        CLIPSegForImageSegmentation(cfg).eval().save_pretrained(out)
+    finally:
+        torch.random.set_rng_state(state)
+    CLIPSegProcessor(image_processor=ViTImageProcessor(size={"height": 32, "width": 32}, do_resize=True),
+                     tokenizer=tok).save_pretrained(out)
+    shutil.rmtree(tokdir, ignore_errors=True)
+    return out
+
+
+def build_tiny_controlnet(out_dir, sd_dir) -> Path:
+    """A tiny random ControlNet matching the tiny Stable Diffusion's UNet (``sd_dir``), built from it."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    out = Path(out_dir)
+    unet = UNet2DConditionModel.from_pretrained(Path(sd_dir) / "unet")
+    state = _seeded()
+    try:
+        ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(4, 8)).save_pretrained(out)
+    finally:
+        torch.random.set_rng_state(state)
+    return out
+
+
+def tiny_task_adaptive_dirs(root: Optional[str] = None) -> Dict[str, Path]:
+    """Folders of the tiny models the task-adaptive full profile's code runs on in tests:
+    ``segmenter``, ``clipseg``, ``cn_seg``, ``cn_canny`` (two ControlNets, the same
+    random weights) and ``sd``."""
+    sd = tiny_sd_dir(root)  # first: _build_once holds a lock the ControlNet's builder must not take again
+    cn = _build_once("controlnet", lambda out: build_tiny_controlnet(out, sd), root)
+    return {"segmenter": _build_once("segformer", build_tiny_segformer, root),
+            "clipseg": _build_once("clipseg", build_tiny_clipseg, root), "cn_seg": cn, "cn_canny": cn,
+            "sd": sd}

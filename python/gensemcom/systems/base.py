@@ -51,6 +51,9 @@ class LinkContext:
         state (dict): this side's memory of the exchange, kept by the link between
             rounds (empty in round 0).
         session (str): the exchange's id.
+        task (str): at the receiver, what its application needs from the exchange
+            (a class label such as "person", or free text), for task-adaptive systems
+            that put it in their feedback; empty: no task.
     """
 
     snr_db: Optional[float] = None
@@ -62,6 +65,7 @@ class LinkContext:
     feedback: Optional[SemanticFrame] = None
     state: Dict[str, Any] = field(default_factory=dict)
     session: str = ""
+    task: str = ""
 
 
 @dataclass(frozen=True)

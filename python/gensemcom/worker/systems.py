@@ -15,7 +15,8 @@ name from the request); frames travel in the worker form of
   ``fb_digital``, ``fb_analog``, ``fb_header``; meta ``fb_segments``, ``fb_crc_ok``)
   -> arrays ``digital``, ``analog``, ``header``; meta ``segments``, ``frame_meta``;
 * ``semantic_decode``: arrays ``digital``, ``analog``, ``header``; meta ``system``,
-  ``crc_ok``, ``segments``, optional ``snr_db``, ``session``, ``round`` -> array
+  ``crc_ok``, ``segments``, optional ``snr_db``, ``session``, ``round``, ``task`` (the
+  receiver's task, a string of at most 256 bytes, for task-adaptive systems) -> array
   ``image`` uint8 (H, W, 3), meta ``final`` (True when the exchange is over) and, when
   the receiver asks for another round, its feedback frame as ``fb_*`` arrays and meta;
   or an error reply ``no_image`` when the system cannot produce an image.
@@ -143,8 +144,11 @@ def _context(meta: Dict[str, Any], side: str, system):
     repeat = num("header_repeat", int, 1)
     if not 1 <= repeat <= 8:
         raise RequestError("bad_meta", f"meta 'header_repeat' must be 1..8, got {repeat}")
+    task = meta.get("task", "")
+    if not isinstance(task, str) or len(task.encode("utf-8", "replace")) > 256:
+        raise RequestError("bad_meta", "meta 'task' must be a string of at most 256 bytes")
     ctx = LinkContext(num("snr_db", float), num("modulation", int, 16), num("code_rate", float, 0.5),
-                      num("budget_symbols", int), repeat, round=rnd, session=session)
+                      num("budget_symbols", int), repeat, round=rnd, session=session, task=task)
     if system.max_rounds > 1 and session:
         ctx.state = SESSIONS.get((system.name, getattr(system, "profile", ""), session, side))
     return ctx
