@@ -24,10 +24,16 @@ Parts (``--part``), run in this order by ``all``:
   and the evaluation head into ``camvid_eval_segmenter.pt``; the record (every number
   the trainer measured) beside it as ``task_adaptive_embedded.json``.
 
-Example::
+The shipped weights (CPU, no GPU; the model card has the numbers)::
 
-    gensemcom train task-adaptive --part all --threads 2
-    gensemcom train task-adaptive --part ddpm --minutes 40 --threads 2
+    gensemcom train task-adaptive --part cache --threads 1
+    gensemcom train task-adaptive --part segmenter --threads 1
+    gensemcom train task-adaptive --part eval-segmenter --threads 1 --seg-steps 1200
+    gensemcom train task-adaptive --part ddpm --threads 1 --minutes 55 --ddpm-steps 12000
+    cp out/task_adaptive/ddpm.pt out/task_adaptive/ddpm_stage1.pt
+    gensemcom train task-adaptive --part ddpm --threads 2 --minutes 20 --ddpm-steps 3000 --ddpm-lr 2e-4 \\
+        --init-ddpm out/task_adaptive/ddpm_stage1.pt --seed 1
+    gensemcom train task-adaptive --part pack
 """
 from __future__ import annotations
 
@@ -304,19 +310,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camvid", default="", help="CamVid folder (default ../shared/data/camvid)")
     p.add_argument("--out", default=str(DEFAULT_OUT), help=f"caches and checkpoints (default {DEFAULT_OUT})")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed of the heads and the DDPM (default 0)")
     g = p.add_argument_group("segmenter")
-    g.add_argument("--seg-steps", type=int, default=2500)
-    g.add_argument("--seg-batch", type=int, default=16)
-    g.add_argument("--seg-lr", type=float, default=2e-3)
+    g.add_argument("--seg-steps", type=int, default=2500, help="training steps of a segmentation head (default 2500)")
+    g.add_argument("--seg-batch", type=int, default=16, help="cached samples per step (default 16)")
+    g.add_argument("--seg-lr", type=float, default=2e-3, help="AdamW learning rate (default 2e-3)")
     g = p.add_argument_group("ddpm")
     g.add_argument("--ddpm-steps", type=int, default=20000, help="planned steps (the cosine decay's length)")
     g.add_argument("--minutes", type=float, default=0.0, help="stop after this many minutes (0: run all steps)")
-    g.add_argument("--ddpm-batch", type=int, default=8)
-    g.add_argument("--ddpm-lr", type=float, default=5e-4)
-    g.add_argument("--ddpm-channels", type=int, nargs="+", default=[48, 96, 144])
-    g.add_argument("--crop-latent", type=int, nargs=2, default=[24, 32], metavar=("H", "W"))
-    g.add_argument("--ema", type=float, default=0.999)
+    g.add_argument("--ddpm-batch", type=int, default=8, help="latent crops per step (default 8)")
+    g.add_argument("--ddpm-lr", type=float, default=5e-4, help="AdamW learning rate (default 5e-4)")
+    g.add_argument("--ddpm-channels", type=int, nargs="+", default=[48, 96, 144],
+                   help="the UNet's block widths (default 48 96 144)")
+    g.add_argument("--crop-latent", type=int, nargs=2, default=[24, 32], metavar=("H", "W"),
+                   help="latent crop size (default 24 32: 192 x 256 pixels)")
+    g.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights (default 0.999)")
     g.add_argument("--init-ddpm", default="", help="continue from this ddpm.pt (its EMA weights)")
 
 
