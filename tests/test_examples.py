@@ -117,6 +117,17 @@ def test_sc_sic_loopback_runs_headless_under_system_python(tmp_path):
     _run_headless(ROOT / "examples" / "sc_sic_loopback.py", "awgn", True, tmp_path)
 
 
+@pytest.mark.slow
+@pytest.mark.flowgraph
+@needs_installed_gui
+def test_gened_sc_rayleigh_runs_headless_under_system_python(tmp_path):
+    """The GenED-SC example (``examples/gened_sc_rayleigh.grc``), tiny profile, Rayleigh
+    fading: one received PNG at the sent size, a clean stop."""
+    code = (ROOT / "examples" / "gened_sc_rayleigh.py").read_text()
+    assert code.count("system='gened_sc'") == 2 and "channel='rayleigh'" in code
+    _run_headless(ROOT / "examples" / "gened_sc_rayleigh.py", "rayleigh", True, tmp_path)
+
+
 def _run_headless(script, channel, own_worker, tmp_path):
     pytest.importorskip("torch")
     from PIL import Image

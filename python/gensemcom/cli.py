@@ -194,7 +194,9 @@ def add_link_parser(sub) -> None:
                "  gensemcom link --system sc_sic-digital --profile full --image kodim23.png --snr 15 --out out/"
                "   # Stage B lite (GPU)\n"
                "  gensemcom link --system task_adaptive --task person --image camvid.png --snr 10 --out out/"
-               "   # three phases, feedback on the return link",
+               "   # three phases, feedback on the return link\n"
+               "  gensemcom link --system gened_sc --image bird.jpg --snr 4 --channel rayleigh --modulation 16 "
+               "--code-rate 1/2 --out out/   # fg/bg JSCC segments + caption (the paper's text path)",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import systems
 

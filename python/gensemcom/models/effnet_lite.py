@@ -101,6 +101,14 @@ class EfficientNetLite0(nn.Module):
                 out.append(x)
         return out[0], out[1], self.act(self._bn1(self._conv_head(x)))
 
+    def stride8(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) RGB in [0, 1] -> the end of stage 3 (B, 40, H/8, W/8) only (the
+        first output of :meth:`pyramid`, without running the later stages)."""
+        x = self.act(self._bn0(self._conv_stem((x - self.mean) / self.std)))
+        for b in self._blocks[: PYRAMID_BLOCKS[0] + 1]:
+            x = b(x)
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits."""
         return self._fc(self.features(x)[1].mean((2, 3)))

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 def add_parsers(subparsers) -> None:
     """Add every trainer's subcommand (``deepjscc``, ...) to ``subparsers``."""
-    from . import deepjscc, sc_sic, task_adaptive, tisc_embedded
+    from . import deepjscc, gened_sc, sc_sic, task_adaptive, tisc_embedded
 
     deepjscc.add_parser(subparsers)
     tisc_embedded.add_parser(subparsers)
     sc_sic.add_parser(subparsers)
     task_adaptive.add_parser(subparsers)
+    gened_sc.add_parser(subparsers)
 
 
 def add_trainer(subparsers, name: str, help: str, doc: str, add_arguments, run):
