@@ -56,7 +56,8 @@ def _images(args):
             im = np.asarray(Image.open(p).convert("RGB").resize((256, 256), Image.BICUBIC), np.uint8)
             out.append(("kodak", p.stem, im, None))
     if args.duts:
-        imgs, masks, names = load_duts(data / "duts-subset", "TE", 256, args.duts)
+        imgs, masks, names = load_duts(data / "duts-subset", "TE", 256, args.duts_offset + args.duts)
+        imgs, masks, names = imgs[args.duts_offset:], masks[args.duts_offset:], names[args.duts_offset:]
         out += [("duts", n, i, m) for i, m, n in zip(imgs, masks, names)]
     return out
 
@@ -70,6 +71,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kodak", type=int, default=24, help="Kodak images (0: none)")
     p.add_argument("--duts", type=int, default=100, help="DUTS-TE images (0: none)")
+    p.add_argument("--duts-offset", type=int, default=32,
+                   help="skip this many DUTS-TE images first (the trainer validates on the first 32)")
     p.add_argument("--snrs", default=",".join(f"{s:g}" for s in SNRS), help="SNRs in dB, comma-separated")
     p.add_argument("--channels", default=",".join(CHANNELS), help="awgn,rayleigh")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
             "deepjscc": systems.build("deepjscc", "embedded", threads=args.threads)}
     rows, figs = [], {}
     bar = tqdm(total=len(items) * len(snrs) * len(chans), desc=f"shard {k}/{n}", unit="cell")
-    for idx, (ds, name, img, mask) in enumerate(items):
+    for ds, name, img, mask in items:
         for ch in chans:
             for si, snr in enumerate(snrs):
                 seed = args.seed + 1000 * si + (0 if ch == "awgn" else 500) + zlib.crc32(name.encode()) % 997
@@ -126,7 +129,7 @@ def main(argv=None) -> int:
                             row["fg_psnr"] = _fg_psnr(img, r.image, mask)
                     rows.append(row)
                     if args.figure and ds == "duts" and ch == "awgn" and snr in (1.0, 10.0) \
-                            and idx < args.figure_images:
+                            and (name in figs or len(figs) < args.figure_images):
                         figs.setdefault(name, {"sent": img, "mask": mask})[f"{s}@{snr:g}"] = r.image
                         if s == "gened_sc":
                             figs[name][f"route@{snr:g}"] = np.frombuffer(r.frame_tx.header["fg"], np.uint8)

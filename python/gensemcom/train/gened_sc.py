@@ -17,7 +17,8 @@ What the embedded profile changes, each named in the model card:
   which a score map that is large everywhere minimises; ``all`` (the default here)
   averages over every position, ``foreground`` is the paper's literal form.
 * ``--lambda-mask``: an extra BCE between the SIP's patch logits and the patch
-  saliency (a patch counts as salient when more than half of it is); 0 turns it off.
+  saliency (a patch counts as salient when more than ``--mask-threshold`` of it is);
+  0 turns it off.
 * ``--lambda-mse``: an extra whole-image MSE (0-255 scale, like eq. 22); the
   embedded profile has no generative editor to repair the background, so a small
   weight keeps its colours; 0 turns it off.
@@ -35,9 +36,13 @@ embeddings of every training image and its mirror image), ``train``, ``pack``
 The shipped weights (CPU, no GPU)::
 
     gensemcom train gened-sc --part cache --threads 2
-    gensemcom train gened-sc --part train --threads 1 --minutes 60 --lambda-mask 1 --lambda-mse 1e-5 \\
-        --init-deepjscc --channel mixed
+    gensemcom train gened-sc --part train --threads 2 --minutes 40 --lr 2e-4 --lambda-mask 1 --lambda-mse 1e-5 \\
+        --mask-threshold 0.1 --init-deepjscc --channel mixed --eval-every 400
     gensemcom train gened-sc --part pack
+
+``--backbone clip`` trains the paper's score map on CLIP (it needs the CLIP weights); the
+contextual loss then still uses EfficientNet-Lite0's features, since VGG's are not
+available offline.
 """
 from __future__ import annotations
 
@@ -226,7 +231,8 @@ def train(args) -> Path:
         from ..models.deepjscc import load_model
         from ..systems.deepjscc import EMBEDDED_WEIGHTS
 
-        print(f"warm start: {G.warm_start(model, load_model(EMBEDDED_WEIGHTS))} tensors from the embedded DeepJSCC")
+        n_ws = G.warm_start(model, load_model(EMBEDDED_WEIGHTS), repeat=args.init_repeat)
+        print(f"warm start: {n_ws} tensors from the embedded DeepJSCC" + (" (repeated latent)" * args.init_repeat))
     model.train()
     n = len(cache["images"])
     nv = min(args.val_images, len(cache["val_images"]))
@@ -262,7 +268,7 @@ def train(args) -> Path:
         parts["bg"] = G.contextual_loss(f_r, f_o, bg)
         loss = G.total_loss(parts, lam)
         if args.lambda_mask:
-            p_sal = (F.avg_pool2d(sal, G.PATCH * G.DOWNSAMPLE) > 0.5).long()[:, 0]
+            p_sal = (F.avg_pool2d(sal, G.PATCH * G.DOWNSAMPLE) > args.mask_threshold).long()[:, 0]
             parts["mask"] = F.cross_entropy(o["logits"].permute(0, 3, 1, 2), p_sal)
             loss = loss + args.lambda_mask * parts["mask"]
         if args.lambda_mse:
@@ -370,10 +376,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--match-region", choices=("all", "foreground"), default="all",
                    help="eq. 21 over every position (default) or over salient positions only (the paper's form)")
     p.add_argument("--lambda-mask", type=float, default=0.0, help="weight of the extra patch-mask BCE (0: off)")
+    p.add_argument("--mask-threshold", type=float, default=0.5,
+                   help="--lambda-mask's target: a patch is salient when more than this share of it is")
     p.add_argument("--lambda-mse", type=float, default=0.0, help="weight of the extra whole-image MSE (0: off)")
     p.add_argument("--channel", choices=("awgn", "rayleigh", "mixed"), default="awgn",
                    help="training channel (the paper: awgn)")
     p.add_argument("--init-deepjscc", action="store_true", help="start f_img and the fusion decoder from DeepJSCC's")
+    p.add_argument("--init-repeat", action="store_true",
+                   help="with --init-deepjscc: start the extra foreground uses as repeats of DeepJSCC's latent")
     p.add_argument("--resume", action="store_true", help="continue from --out/ckpt.pt")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--val-images", type=int, default=32, help="DUTS-TE images validated on")
