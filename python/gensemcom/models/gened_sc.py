@@ -186,6 +186,12 @@ def merge_latent(fg_seg: np.ndarray, bg_seg: np.ndarray, u: np.ndarray, fg: np.n
     return from_complex_layout(zc.unsqueeze(0))[0]
 
 
+def mask_cells(mask: np.ndarray, patch: int = PATCH) -> np.ndarray:
+    """(ph, pw) patch mask -> (ph * patch, pw * patch) cell mask (numpy; the transmitter's
+    and the receiver's allocation both start from it)."""
+    return np.repeat(np.repeat(np.asarray(mask, bool), patch, 0), patch, 1)
+
+
 def patch_to_cells(m: torch.Tensor, patch: int = PATCH) -> torch.Tensor:
     """(B, 1, ph, pw) patch mask -> (B, 1, ph * patch, pw * patch) cell mask."""
     return m.repeat_interleave(patch, dim=2).repeat_interleave(patch, dim=3)
@@ -486,6 +492,10 @@ class GenEDJSCC(nn.Module):
         self.up2 = nn.Sequential(Up(n, n), GDN(n, inverse=True))
         self.up3 = Up(n, 3)
 
+    def config(self) -> dict:
+        """Constructor arguments (saved with checkpoints and weights)."""
+        return dict(self.cfg)
+
     # ---- transmitter
     def features(self, x: torch.Tensor, snr: torch.Tensor) -> torch.Tensor:
         """f_img: image in [0, 1] (B, 3, H, W) -> v (B, n, H/8, W/8)."""
@@ -535,11 +545,12 @@ class GenEDJSCC(nn.Module):
 
     def forward(self, x: torch.Tensor, snr: torch.Tensor, e_v: torch.Tensor, g: torch.Tensor,
                 kind: str = "awgn", mask: Optional[torch.Tensor] = None,
-                generator: Optional[torch.Generator] = None) -> Dict[str, torch.Tensor]:
-        """Training pass: encode, split, channel, decode. Returns the encoder's dict plus
-        ``image`` (B, 3, H, W) and ``u`` (B, h, w)."""
+                generator: Optional[torch.Generator] = None,
+                e_t: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
+        """Training (and validation) pass: encode, split, channel, decode. Returns the
+        encoder's dict plus ``image`` (B, 3, H, W) and ``u`` (B, h, w)."""
         h, w = x.shape[-2:]
-        enc = self.encode(x, snr, e_v, g, mask=mask)
+        enc = self.encode(x, snr, e_v, g, e_t=e_t, mask=mask)
         u = self.allocation(enc["cells"], total_uses(h, w))
         sel_fg, sel_bg = selection(u, enc["cells"][:, 0] > 0.5, self.u_max)
         zc = normalise_segments(to_complex_layout(enc["z"]), sel_fg, sel_bg)
@@ -637,7 +648,7 @@ class EmbeddedBackbone:
 def save_bundle(model: GenEDJSCC, path, record: Optional[dict] = None, half: bool = True) -> None:
     """Write the model's config and weights (float16 by default) and a record."""
     sd = {k: (v.half() if half and v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    torch.save({"config": dict(model.cfg), "state_dict": sd, "record": record or {}}, str(path))
+    torch.save({"config": model.config(), "state_dict": sd, "record": record or {}}, str(path))
 
 
 def load_bundle(path, map_location: str = "cpu") -> Tuple[GenEDJSCC, dict]:

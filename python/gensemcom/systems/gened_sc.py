@@ -219,13 +219,13 @@ class GenEDSC(SemanticSystem):
         return self.default_snr_db if snr is None else float(snr)
 
     def _resize(self, img: np.ndarray, size) -> "object":
+        """uint8 (H, W, 3) -> (1, 3, *size) in [0, 1], by DeepJSCC's antialiased resize."""
         import torch
-        import torch.nn.functional as F
+
+        from .deepjscc import _resize
 
         x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-        if tuple(x.shape[-2:]) != tuple(size):
-            x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
-        return x.clamp(0, 1)
+        return _resize(x, size).clamp(0, 1)
 
     def caption(self, image: np.ndarray) -> str:
         """The transmitter's caption of an image ("" when captions are off)."""
@@ -273,7 +273,7 @@ class GenEDSC(SemanticSystem):
                                   f"{cells * cells} latent cells (one use each at least) after the header")
         if total != own:  # a budget's smaller total travels; the receiver derives the default one
             header["n"] = int(total)
-        cell_fg = np.repeat(np.repeat(mask, G.PATCH, 0), G.PATCH, 1)
+        cell_fg = G.mask_cells(mask)
         u = G.allocate(cell_fg, total, self.model.u_bg, self.model.u_max)
         fg, bg = (G.unit_power(v) for v in G.split_latent(enc["z"][0], u, cell_fg))
         segs = {k: v for k, v in (("fg", fg), ("bg", bg)) if v.size}
@@ -310,7 +310,7 @@ class GenEDSC(SemanticSystem):
         fg, bg = frame.segment("fg"), frame.segment("bg")
         if fg.size + bg.size != 2 * total:
             return None
-        cell_fg = np.repeat(np.repeat(mask, G.PATCH, 0), G.PATCH, 1)
+        cell_fg = G.mask_cells(mask)
         u = G.allocate(cell_fg, total, self.model.u_bg, self.model.u_max)
         try:
             z = G.merge_latent(fg, bg, u, cell_fg, self.model.u_max)

@@ -135,8 +135,6 @@ def validate(model, bb, images, masks, text_e, snrs=TRAIN_SNRS, kind: str = "awg
     import torch
     import torch.nn.functional as F
 
-    from ..models import gened_sc as G
-
     model.eval()
     res: Dict[str, float] = {}
     with torch.no_grad():
@@ -149,12 +147,8 @@ def validate(model, bb, images, masks, text_e, snrs=TRAIN_SNRS, kind: str = "awg
                 m = masks[i:i + batch].unsqueeze(1).float()
                 e_v, g = bb.embed(x)
                 s = torch.full((x.shape[0],), float(snr))
-                enc = model.encode(x, s, e_v, g, e_t=text_e, hard=True)
-                u = model.allocation(enc["cells"], G.total_uses(*x.shape[-2:]))
-                sel = G.selection(u, enc["cells"][:, 0] > 0.5, model.u_max)
-                zc = G.normalise_segments(G.to_complex_layout(enc["z"]), *sel)
-                rx = G.transmit(zc, *sel, s, kind, generator=gen)
-                rec = model.decode(rx, u, enc["cells"], s)
+                enc = model(x, s, e_v, g, kind=kind, generator=gen, e_t=text_e)  # eval mode: arg-max mask
+                rec = enc["image"]
                 se += float(((rec - x) ** 2).mean((1, 2, 3)).clamp_min(1e-10).log10().mul(-10).sum())
                 for j in range(x.shape[0]):
                     fgp.append(_fg_psnr(rec[j:j + 1], x[j:j + 1], m[j:j + 1]))
@@ -203,7 +197,7 @@ def train(args) -> Path:
     from tqdm import tqdm
 
     from ..models import gened_sc as G
-    from .deepjscc import lr_at
+    from .deepjscc import lr_at, save_checkpoint
 
     out = Path(args.out)
     cache = torch.load(out / "cache.pt", weights_only=False)
@@ -289,27 +283,18 @@ def train(args) -> Path:
             bar.set_postfix(loss=f"{float(loss):.3f}", fg=f"{float(parts['fg']):.0f}",
                             share=f"{float(o['mask'].mean()):.2f}")
         if step % args.ckpt_every == 0:
-            _save(ckpt, model, opt, step, time.time() - t0, args)
+            save_checkpoint(ckpt, model, opt, step, time.time() - t0, rng, args, [])
         if args.eval_every and step % args.eval_every == 0:
             v = validate(model, bb, *val, text_e)
             print(f"\nstep {step}", json.dumps({k: round(x, 3) for k, x in v.items()}))
             log.write(json.dumps({"step": step, "val": v}) + "\n")
     bar.close()
-    _save(ckpt, model, opt, step, time.time() - t0, args)
+    save_checkpoint(ckpt, model, opt, step, time.time() - t0, rng, args, [])
     v = validate(model, bb, *val, text_e)
     print(f"final step {step}", json.dumps({k: round(x, 3) for k, x in v.items()}))
     log.write(json.dumps({"step": step, "val": v, "final": True}) + "\n")
     log.close()
     return ckpt
-
-
-def _save(path: Path, model, opt, step: int, elapsed: float, args) -> None:
-    import torch
-
-    tmp = path.with_suffix(".tmp")
-    torch.save({"config": dict(model.cfg), "model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                "elapsed": elapsed, "args": {k: v for k, v in vars(args).items() if k != "func"}}, tmp)
-    tmp.replace(path)
 
 
 def pack(args) -> Path:
