@@ -687,8 +687,9 @@ def warm_start(model: GenEDJSCC, deepjscc, repeat: bool = False) -> int:
     ``repeat``: the trivial use of more bandwidth as the starting point instead: the
     output convolutions send DeepJSCC's latent again in every further group of 16
     channels, and the foreground decoder's input convolution averages the first two
-    copies (the third starts unread; a background cell never holds two), so a foreground cell with 16 or more uses starts as DeepJSCC
-    with two-copy combining (3 dB less noise); training then learns past repetition.
+    copies (the third starts unread; a background cell never holds two), so a
+    foreground cell with 16 or more uses starts as DeepJSCC with two-copy combining
+    (3 dB less noise); training then learns past repetition.
     Returns the number of tensors written.
     """
     src = deepjscc.state_dict()
