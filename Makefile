@@ -1,7 +1,8 @@
 # gr-gensemcom: every target does its own idempotent set-up on a fresh Debian bookworm machine.
 #
-#   make demo    set up, then run the main job: an image through TISC (embedded profile) and the
-#                PHY blocks in a real GNU Radio flowgraph, offline, on CPU (out/demo/)
+#   make demo    set up, then run the main job: the bundled photo through every offline system
+#                (embedded profiles), each in a real GNU Radio flowgraph, offline, on CPU: a grid,
+#                a quality-vs-SNR figure and an HTML report in out/demo/ (gensemcom compare)
 #   make test    set up, install the module, run the whole test suite
 #   make bench   set up, run the benchmarks (PHY curves, throughputs, decoder fuzzing) into results/
 #   make install build and install the GNU Radio module under PREFIX (default /usr/local)
@@ -70,9 +71,8 @@ test: install
 
 DEMO_OUT ?= out/demo
 demo: install
-	$(VENV)/bin/gensemcom link --system tisc --profile embedded --image examples/data/astronaut.jpg \
-	  --snr 10 --out $(DEMO_OUT)
-	@echo "received image, sent | received comparison and report.json in $(DEMO_OUT)/"
+	$(VENV)/bin/gensemcom compare --image examples/data/astronaut.jpg --snr 10 --out $(DEMO_OUT)
+	@echo "grid.png, quality_vs_snr.png, report.html (open it in a browser), report.json and received/ in $(DEMO_OUT)/"
 
 BENCH := results/bench
 bench: venv

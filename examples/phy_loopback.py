@@ -114,6 +114,8 @@ class phy_loopback(gr.top_block):
 
     def set_channel(self, channel):
         self.channel = channel
+        self.analog_channel.set_channel(self.channel)
+        self.digital_channel.set_channel(self.channel)
 
 
 

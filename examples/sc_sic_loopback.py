@@ -109,7 +109,8 @@ class sc_sic_loopback(gr.top_block, Qt.QWidget):
             address=address,
             timeout_ms=600000,
             curve_keys='',
-            header_repeat=1)
+            header_repeat=1,
+            channel='awgn')
         self.image_source = gensemcom.image_source(
             path=image_path,
             period_s=1.0,
@@ -215,6 +216,8 @@ class sc_sic_loopback(gr.top_block, Qt.QWidget):
     def set_channel(self, channel):
         self.channel = channel
         self.set_estimator("perfect" if self.channel == "rayleigh" else "none")
+        self.analog_channel.set_channel(self.channel)
+        self.digital_channel.set_channel(self.channel)
 
     def get_image(self):
         return self.image

@@ -59,7 +59,8 @@ class semantic_link(gr.top_block):
             address='',
             timeout_ms=60000,
             curve_keys='',
-            header_repeat=1)
+            header_repeat=1,
+            channel='awgn')
         self.semantic_decoder = gensemcom.semantic_decoder(
             system=system,
             profile=profile,
@@ -193,6 +194,8 @@ class semantic_link(gr.top_block):
 
     def set_channel(self, channel):
         self.channel = channel
+        self.analog_channel.set_channel(self.channel)
+        self.digital_channel.set_channel(self.channel)
 
 
 

@@ -60,7 +60,8 @@ class task_adaptive_feedback(gr.top_block):
             address='',
             timeout_ms=60000,
             curve_keys='',
-            header_repeat=1)
+            header_repeat=1,
+            channel='awgn')
         self.semantic_decoder = gensemcom.semantic_decoder(
             system='task_adaptive',
             profile=profile,
@@ -200,6 +201,8 @@ class task_adaptive_feedback(gr.top_block):
 
     def set_channel(self, channel):
         self.channel = channel
+        self.analog_channel.set_channel(self.channel)
+        self.digital_channel.set_channel(self.channel)
 
 
 

@@ -154,6 +154,61 @@ def test_runtime_snr_change_via_callback_and_message():
     assert powers[2] == pytest.approx(noise_var(10), rel=0.1)
 
 
+def test_runtime_channel_switch_keeps_snr_and_auto_equalizer_follows():
+    """pdu_channel.set_channel switches AWGN <-> Rayleigh while running (SNR kept, the
+    seeded stream continued, a bad name refused); an "auto" equaliser uses the true gains
+    of faded PDUs and passes AWGN ones through unchanged."""
+    ch = gensemcom.pdu_channel(channel="awgn", snr_db=25.0, coherence=16, seed=3)
+    eq = gensemcom.equalizer(estimator="auto", method="zf", n_pilots=0)
+    tb, raw, out = gr.top_block(), blocks.message_debug(), blocks.message_debug()
+    tb.msg_connect(ch, "out", eq, "in")
+    tb.msg_connect(eq, "out", out, "store")
+    tb.msg_connect(ch, "out", raw, "store")
+    x = np.exp(2j * np.pi * np.random.default_rng(0).random(4096)).astype(np.complex64)
+
+    def send(n):
+        ch.to_basic_block()._post(pmt.intern("in"), make_pdu(None, x, "c32"))
+        assert wait_until(lambda: out.num_messages() >= n and raw.num_messages() >= n, 30)
+
+    tb.start()
+    try:
+        send(1)
+        rng = ch._chan.rng
+        ch.set_channel("rayleigh")
+        assert ch._chan.rng is rng  # the seeded stream goes on, not restarted
+        send(2)
+        with pytest.raises(ValueError, match="unknown channel"):
+            ch.set_channel("rician")
+        assert ch.kind == "rayleigh" and ch.snr_db == 25.0
+        ch.set_channel("awgn")
+        send(3)
+    finally:
+        tb.stop()
+        tb.wait()
+    metas = [pmt.car(raw.get_message(i)) for i in range(3)]
+    assert [meta_get(m, "csi") is None for m in metas] == [True, False, True]
+    assert all(meta_get(m, "snr_db") == 25.0 for m in metas)
+    h_true = meta_get(metas[1], "csi")
+    assert np.ptp(np.abs(h_true)) > 0.1 and np.allclose(h_true[:16], h_true[0])  # faded, per 16-symbol block
+    outs = [out.get_message(i) for i in range(3)]
+    ys = [np.asarray(pmt.c32vector_elements(pmt.cdr(m))) for m in outs]
+    for y, m in zip(ys, outs):
+        assert np.median(np.abs(y - x) ** 2) < 20 * noise_var(25)  # every PDU back near x
+        assert meta_get(pmt.car(m), "equalized") is True and meta_get(pmt.car(m), "csi") is None
+    # AWGN PDUs went through untouched (the symbols the channel made, bit for bit)
+    assert np.array_equal(ys[0], np.asarray(pmt.c32vector_elements(pmt.cdr(raw.get_message(0)))))
+
+
+def test_digital_tx_set_channel_switches_the_adaptation_table():
+    tx = gensemcom.digital_tx(snr_db=8.0)
+    awgn = tx.path.mcs_for(8.0)[0]
+    tx.set_channel("rayleigh")
+    assert tx.path.channel == "rayleigh" and tx.path.mcs_for(8.0)[0] != awgn
+    with pytest.raises(ValueError, match="awgn or rayleigh"):
+        tx.set_channel("rician")
+    assert tx.path.channel == "rayleigh"
+
+
 def test_analog_mapper_demapper_round_trip_and_noise():
     amap, ch, ademap = gensemcom.analog_mapper(), gensemcom.pdu_channel("awgn", 15.0, seed=4), gensemcom.analog_demapper()
     h = Harness(amap, ch, ademap)

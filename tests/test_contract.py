@@ -86,7 +86,7 @@ def test_grc_system_options_are_the_registry():
     # the toy system registered by this module is a test's own, not a built-in
     builtin = [n for n in systems.names() if systems.get(n).backend(systems.get(n).profiles[0]).__module__
                .startswith("gensemcom.")]
-    for block in ("semantic_encoder", "semantic_decoder", "diffusion_decoder"):
+    for block in ("semantic_encoder", "semantic_decoder", "diffusion_decoder", "semantic_link"):
         data = yaml.safe_load((ROOT / "grc" / f"gensemcom_{block}.block.yml").read_text())
         param = next(p for p in data["parameters"] if p["id"] == "system")
         assert sorted(param["options"]) == builtin, block

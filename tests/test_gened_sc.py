@@ -260,6 +260,8 @@ def test_caption_survives_the_text_path_at_high_snr(tiny_sys):
     assert sent and r.frame_rx.digital.decode("utf-8") == sent
     got = tiny_sys.receive(r.frame_rx, LinkContext(snr_db=30.0))
     assert got[1] == sent and got[0].shape == (256, 256, 3) and got[2] == img.shape[:2]
+    assert tiny_sys.received_text(r.frame_rx) == sent
+    assert tiny_sys.received_text(r.frame_rx.replace(crc_ok=False)) is None
     uses = r.channel_uses
     parts = [v for k, v in uses.items() if k.startswith("analog_")]
     assert uses["analog"] == 8192 and (not parts or sum(parts) == 8192)

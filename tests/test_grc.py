@@ -170,7 +170,7 @@ def test_committed_example_py_is_up_to_date(grc_file, tmp_path, grc_env):
 
 # Qt GUI examples: they still take every setting on the command line and run without a
 # screen on Qt's offscreen platform (QT_QPA_PLATFORM=offscreen; test_examples.py runs them)
-QT_GUI_EXAMPLES = {"tisc_loopback", "sc_sic_loopback", "gened_sc_rayleigh"}
+QT_GUI_EXAMPLES = {"tisc_loopback", "sc_sic_loopback", "gened_sc_rayleigh", "teaching_demo"}
 
 
 @pytest.mark.parametrize("grc_file", EXAMPLES, ids=_ids(EXAMPLES))

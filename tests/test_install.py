@@ -84,3 +84,21 @@ def test_local_worker_path_is_the_folder_holding_our_package():
     root = Path(r.stdout.strip())
     assert (root / "gnuradio" / "gensemcom" / "__init__.py").is_file(), root
     assert not (root / "gnuradio" / "gr" / "__init__.py").is_file(), f"{root} is GNU Radio's own folder"
+
+
+@needs_install
+def test_installed_module_has_every_model_file():
+    """Every weight or table file of the package is installed beside the code (TAEF2's .pth
+    once was not, so the embedded TISC profile failed in flowgraphs run by GRC)."""
+    from pathlib import Path
+
+    r = subprocess.run(["/usr/bin/python3", "-c", "import importlib.util; "
+                        "print(importlib.util.find_spec('gnuradio.gensemcom').submodule_search_locations[0])"],
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0, r.stderr
+    installed = Path(r.stdout.strip())
+    src = ROOT / "python" / "gensemcom"
+    wanted = [p.relative_to(src) for ext in ("*.pt", "*.pth", "*.json", "*.npz") for p in src.rglob(ext)]
+    assert any(p.suffix == ".pth" for p in wanted)
+    missing = [str(p) for p in wanted if not (installed / p).is_file()]
+    assert not missing, f"not installed (run `make install`, or add the pattern to CMakeLists.txt): {missing}"

@@ -200,6 +200,9 @@ def test_system_frame_and_round_trip(random_bundle_path, image):
     r = run_link(s, image, 40.0, FrameLink(PhyConfig(seed=3)), rng=np.random.default_rng(4))
     assert r.crc_ok and r.frame_rx.digital == r.frame_tx.digital
     assert r.image.shape == image.shape and r.channel_uses["analog"] == 256
+    # the receiver reads back the hybrid prompt the transmitter rendered; nothing from a failed digital part
+    assert s.received_text(r.frame_rx) == f.meta["report"]["prompt"]
+    assert s.received_text(r.frame_rx.replace(crc_ok=False)) is None
 
 
 def test_system_bad_frames_and_crc_policies(random_bundle_path, image):

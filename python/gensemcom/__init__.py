@@ -8,7 +8,7 @@ worker) the core still imports.
 """
 __version__ = "0.1.0"
 
-from .image_io import sample_image  # noqa: E402,F401  (the bundled photo, for flowgraphs and GRC)
+from .image_io import sample_folder, sample_image  # noqa: E402,F401  (the bundled photos, for flowgraphs and GRC)
 
 try:
     from gnuradio import gr as _gr  # noqa: F401

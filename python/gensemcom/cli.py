@@ -440,8 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_phy_ber_parser(sub)
     add_demo_parser(sub)
     add_link_parser(sub)
-    from .eval import harness
+    from .eval import compare, harness
     harness.add_parser(sub)
+    compare.add_parser(sub)
     train = sub.add_parser("train", help="train the embedded models (DeepJSCC, ...)",
                            description="Train the small models the embedded profile ships.")
     from .train import add_parsers as add_train_parsers

@@ -93,3 +93,13 @@ def sample_image() -> str:
         if p.is_file():
             return str(p)
     raise FileNotFoundError("the bundled astronaut.jpg is in none of: " + ", ".join(str(p) for p in tried[:3]))
+
+
+def sample_folder() -> str:
+    """The folder of the bundled sample photos (``examples/data``, where
+    :func:`sample_image` is), for flowgraphs that loop over a folder.
+
+    Raises:
+        FileNotFoundError: naming the places searched.
+    """
+    return str(Path(sample_image()).parent)

@@ -19,6 +19,7 @@ from .image_display import image_display
 from .image_sink import image_sink
 from .image_source import image_source
 from .inference_call import inference_call
+from .link_monitor import link_monitor
 from .ota_rx import ota_rx
 from .ota_tx import ota_tx
 from .pdu_channel import pdu_channel
@@ -26,11 +27,12 @@ from .pilot_inserter import pilot_inserter
 from .return_link import return_link
 from .semantic_decoder import semantic_decoder
 from .semantic_encoder import semantic_encoder
+from .semantic_link import semantic_link
 from .stream_channel import stream_channel
 
 __all__ = [
     "analog_demapper", "analog_mapper", "burst_framer", "burst_rx", "burst_tx", "diffusion_decoder", "digital_rx",
     "digital_tx", "equalizer", "frame_demapper", "frame_mapper", "image_display", "image_sink", "image_source",
-    "inference_call", "ota_rx", "ota_tx", "pdu_channel", "pilot_inserter", "return_link", "semantic_decoder", "semantic_encoder",
-    "stream_channel",
+    "inference_call", "link_monitor", "ota_rx", "ota_tx", "pdu_channel", "pilot_inserter", "return_link",
+    "semantic_decoder", "semantic_encoder", "semantic_link", "stream_channel",
 ]

@@ -34,7 +34,7 @@ class digital_tx(pdu_block):
         max_blocks (int): payloads needing more code blocks are dropped.
         snr_db (float): the SNR adaptation assumes until the receiver reports one (settable).
         target_bler (float): the adaptation's code-block error target.
-        channel (str): which measured table adaptation reads: "awgn" or "rayleigh".
+        channel (str): which measured table adaptation reads: "awgn" or "rayleigh" (settable).
         header_repeat (int): copies of the header block, as at the receiver (2 on fading
             channels: Chase combining).
     """
@@ -58,6 +58,16 @@ class digital_tx(pdu_block):
 
     def set_snr_db(self, snr_db) -> None:
         self.snr_db = float(snr_db)
+
+    def set_channel(self, channel) -> None:
+        """Switch the BLER table link adaptation reads ("awgn" or "rayleigh") at run time.
+
+        Raises:
+            ValueError: another channel name.
+        """
+        if channel not in ("awgn", "rayleigh"):
+            raise ValueError(f"channel must be awgn or rayleigh, got {channel!r}")
+        self.path.channel = str(channel)
 
     def _on_csi(self, msg):
         snr = csi_snr(msg)

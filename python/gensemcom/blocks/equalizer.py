@@ -1,27 +1,31 @@
 """GNU Radio block: channel equalisation (perfect CSI, pilot LS, pilot LMMSE)."""
 import numpy as np
+import pmt
 
 from ..phy.channels import PilotPattern, equalize
 from .pdu_utils import KEY_CSI, KEY_EQUALIZED, KEY_NOISE_VAR, PduError, meta_del, meta_get, meta_set, pdu_block
 
-_ESTIMATORS = ("perfect", "ls", "lmmse", "none")
+_ESTIMATORS = ("perfect", "auto", "ls", "lmmse", "none")
 
 
 class equalizer(pdu_block):
     """Faded symbols PDU in, equalised symbols PDU out (pilots removed).
 
     Estimators: "perfect" uses the true gains in the ``csi`` metadata (simulation);
+    "auto" does the same when the PDU has ``csi`` and passes it through as "none"
+    does when it has none (an AWGN channel's: nothing to equalise), so a chain whose
+    ``pdu_channel`` switches between AWGN and Rayleigh keeps one equaliser;
     "ls" and "lmmse" estimate one gain per block from the pilots; "none" only
     removes pilots. The output metadata's ``noise_var`` becomes the per-symbol
     effective noise variance (N0/|h|^2 for ZF, plus the estimation error), which the
     digital receiver turns into calibrated LLRs; ``csi`` is removed.
 
     Args:
-        estimator (str): "perfect", "ls", "lmmse" or "none".
+        estimator (str): "perfect", "auto", "ls", "lmmse" or "none".
         method (str): "zf" (for QAM) or "mmse" (for analog symbols).
         block_len (int): symbols per pilot block, as at the pilot inserter.
         n_pilots (int): pilots per block, as at the inserter (0: no pilots, only
-            valid with "perfect" or "none").
+            valid with "perfect", "auto" or "none").
         noise_var (float): N0 to assume when the metadata has no ``noise_var``.
     """
 
@@ -44,11 +48,14 @@ class equalizer(pdu_block):
         if np.ndim(n0):
             raise PduError("equalizer expects a scalar noise_var at its input")
         n0 = float(n0)
-        if self.estimator in ("ls", "lmmse"):
-            x, nv = self.pattern.equalize(y, n0, self.estimator, self.method)
+        estimator = self.estimator
+        if estimator == "auto":
+            estimator = "perfect" if pmt.dict_has_key(meta, pmt.intern(KEY_CSI)) else "none"
+        if estimator in ("ls", "lmmse"):
+            x, nv = self.pattern.equalize(y, n0, estimator, self.method)
         else:
             data = self.pattern.remove(y) if self.pattern else y
-            if self.estimator == "perfect":
+            if estimator == "perfect":
                 h = meta_get(meta, KEY_CSI)
                 if h is None or h.size != y.size:
                     raise PduError("perfect-CSI equaliser needs 'csi' metadata with one gain per symbol")

@@ -83,6 +83,7 @@ def _qt():
             font = self.title.font()
             font.setBold(True)
             self.title.setFont(font)
+            self.title.setWordWrap(True)
             self.title.setVisible(bool(title))
             layout.addWidget(self.title)
             grid = QtWidgets.QGridLayout()
@@ -99,6 +100,7 @@ def _qt():
             layout.addLayout(grid, 1)
             self.caption = QtWidgets.QLabel("")
             self.caption.setAlignment(QtCore.Qt.AlignCenter)
+            self.caption.setWordWrap(True)  # a long caption wraps rather than widening the window
             layout.addWidget(self.caption)
             self._set_sent_visible(False)
 

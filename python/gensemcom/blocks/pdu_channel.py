@@ -15,7 +15,9 @@ class pdu_channel(pdu_block):
     convention). The output metadata carries ``snr_db`` and ``noise_var`` (N0), and
     for Rayleigh fading ``csi``, the true per-symbol gains, for a perfect-CSI
     equaliser. The SNR changes at run time through :meth:`set_snr_db` (a GRC
-    callback) or a PMT number, or a dict with key ``snr_db``, on the ``snr`` port.
+    callback) or a PMT number, or a dict with key ``snr_db``, on the ``snr`` port;
+    the channel itself through :meth:`set_channel` (a GRC callback: AWGN <-> Rayleigh
+    while running, the random stream continued).
 
     Args:
         channel (str): "awgn" or "rayleigh".
@@ -47,6 +49,21 @@ class pdu_channel(pdu_block):
             raise ValueError(f"SNR must be finite, got {snr_db!r}")
         with self._chan_lock:
             self._chan.snr_db = snr
+
+    def set_channel(self, channel):
+        """Switch to "awgn" or "rayleigh" at run time; the SNR, coherence and the random
+        stream carry over, and the next PDU goes through the new channel.
+
+        Raises:
+            ValueError: an unknown channel (the current one is kept).
+        """
+        kind = str(channel)
+        with self._chan_lock:
+            if kind == self.kind:
+                return
+            new = make_channel(kind, self._chan.snr_db, self.coherence, None)
+            new.rng = self._chan.rng  # continue the seeded stream rather than restart it
+            self._chan, self.kind = new, kind
 
     def _handle_snr(self, msg):
         try:

@@ -20,6 +20,8 @@ class semantic_decoder(worker_block):
     conversation, each round's image is published, and while the receiver wants more
     (``final`` False) its feedback frame goes out on ``feedback``, for the return link
     to carry back to the encoder. One-shot systems publish one final image per frame.
+    For systems that send text (TISC, GenED-SC, prompt-only) the image's metadata also
+    carries ``received_text``, the caption or prompt the receiver read.
 
     Args:
         system (str): semantic system, as at the encoder.
@@ -84,4 +86,7 @@ class semantic_decoder(worker_block):
                 meta = meta_set(meta, k, v)
         meta = meta_set(meta, "decode_ms", (time.perf_counter() - t_in) * 1e3)
         meta = meta_set(meta, "final", final)
+        text = reply.meta.get("received_text")
+        if isinstance(text, str):
+            meta = meta_set(meta, "received_text", text)
         return image_to_pdu(meta, reply.arrays["image"])

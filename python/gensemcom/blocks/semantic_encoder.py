@@ -40,13 +40,16 @@ class semantic_encoder(worker_block):
             (0: the system's own choice).
         header_repeat (int): copies of the protected header block the link sends (they
             count in the budget).
+        channel (str): "awgn" or "rayleigh": which measured BLER table link adaptation
+            reads, as at ``digital_tx`` (with ``"auto"`` MCS both ends must agree, or a
+            rate-matched system fills its budget at another MCS than the one sent). Settable.
         address (str): worker or broker endpoint ('' starts a local worker).
         timeout_ms (int): reply timeout per attempt.
         curve_keys (str): CURVE key directory of a remote worker ('': none).
     """
 
     def __init__(self, system="deepjscc", profile="embedded", snr_db=10.0, modulation="auto", code_rate="auto",
-                 budget_symbols=0, address="", timeout_ms=60000, curve_keys="", header_repeat=1):
+                 budget_symbols=0, address="", timeout_ms=60000, curve_keys="", header_repeat=1, channel="awgn"):
         worker_block.__init__(self, "gensemcom_semantic_encoder", address, profile, timeout_ms, retries=0,
                               curve_keys=curve_keys)
         self.system = str(system)
@@ -56,6 +59,7 @@ class semantic_encoder(worker_block):
             self.code_rate = str(rate_label(code_rate))
         self.budget_symbols = int(budget_symbols)
         self.header_repeat = int(header_repeat)
+        self.set_channel(channel)
         select_mcs(None, modulation=self.modulation, rate=self.code_rate or "auto")  # fail early on a bad MCS
         self._images: "collections.OrderedDict[str, tuple]" = collections.OrderedDict()
         self.message_port_register_in(pmt.intern("feedback"))
@@ -64,8 +68,19 @@ class semantic_encoder(worker_block):
     def set_snr_db(self, snr_db):
         self.snr_db = float(snr_db)
 
+    def set_channel(self, channel) -> None:
+        """Which measured table link adaptation reads ("awgn" or "rayleigh").
+
+        Raises:
+            ValueError: another channel name.
+        """
+        if channel not in ("awgn", "rayleigh"):
+            raise ValueError(f"channel must be awgn or rayleigh, got {channel!r}")
+        self.channel = str(channel)
+
     def _request(self) -> dict:
-        mcs, _ = select_mcs(self.snr_db, modulation=self.modulation, rate=self.code_rate or "auto")
+        mcs, _ = select_mcs(self.snr_db, channel=self.channel, modulation=self.modulation,
+                            rate=self.code_rate or "auto")
         req = {"system": self.system, "snr_db": self.snr_db, "modulation": mcs.modulation,
                "code_rate": mcs.code_rate, "header_repeat": self.header_repeat}
         if self.budget_symbols > 0:

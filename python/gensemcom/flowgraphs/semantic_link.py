@@ -156,6 +156,14 @@ class FlowgraphOptions:
     curve_keys: str = ""
     progress: bool = True
     task: str = ""
+    tx_snr_db: Optional[float] = None
+
+    @property
+    def design_snr_db(self) -> float:
+        """The SNR the transmitter assumes (link adaptation, SNR-adaptive encoders):
+        ``tx_snr_db`` when set (a transmitter designed for one SNR, the channel at
+        another: the digital cliff), else the channel's ``snr_db``."""
+        return self.snr_db if self.tx_snr_db is None else self.tx_snr_db
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad option (every check is done here, before
@@ -168,7 +176,8 @@ class FlowgraphOptions:
             raise ValueError(f"modulation must be auto, 4, 16, 64 or 256, got {self.modulation}")
         if self.code_rate not in RATES:
             raise ValueError(f"code rate must be one of {', '.join(RATES)}, got {self.code_rate!r}")
-        for name, v in (("SNR", self.snr_db), ("return-link SNR", self.return_snr_db)):
+        for name, v in (("SNR", self.snr_db), ("return-link SNR", self.return_snr_db),
+                        ("transmitter SNR", self.tx_snr_db)):
             if v is not None and not (isinstance(v, (int, float)) and np.isfinite(v) and -50 <= v <= 100):
                 raise ValueError(f"{name} must be a finite number of dB in -50..100, got {v}")
         if not 1 <= self.coherence <= 1 << 20:
@@ -213,11 +222,11 @@ class SemanticLinkFlowgraph(gr.top_block):
         # a worker call may take as long as the whole run allows (TISC's full-profile TI: minutes)
         call_ms = max(1000, int(1000 * opts.timeout_s))
         rep = header_repeat(opts.channel)
-        self.encoder = semantic_encoder(opts.system, opts.profile, opts.snr_db, opts.modulation,
+        self.encoder = semantic_encoder(opts.system, opts.profile, opts.design_snr_db, opts.modulation,
                                         opts.code_rate, opts.budget_symbols, opts.address, call_ms,
-                                        opts.curve_keys, rep)
+                                        opts.curve_keys, rep, opts.channel)
         self.mapper = frame_mapper()
-        self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate, snr_db=opts.snr_db,
+        self.dtx = digital_tx(modulation=opts.modulation, code_rate=opts.code_rate, snr_db=opts.design_snr_db,
                               channel=opts.channel, header_repeat=rep)
         self.dchan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed)
         self.achan = pdu_channel(opts.channel, opts.snr_db, opts.coherence, opts.seed + 1)
@@ -357,8 +366,13 @@ def stage_timings(info: Dict) -> Dict[str, float]:
             if k.endswith("_ms") and isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
-def run_flowgraph(opts: FlowgraphOptions) -> Dict:
-    """Run the flowgraph over every image and return a JSON-able report."""
+def run_flowgraph(opts: FlowgraphOptions, images_out: Optional[Dict[str, np.ndarray]] = None) -> Dict:
+    """Run the flowgraph over every image and return a JSON-able report.
+
+    Args:
+        opts (FlowgraphOptions): the link's options.
+        images_out (dict | None): filled with image id -> received image (H, W, 3) uint8.
+    """
     from ..eval.metrics import psnr
 
     files = list_images(opts.images)
@@ -404,6 +418,10 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
                         "crc_ok": info.get("crc_ok"), "header_ok": info.get("header_ok", info.get("crc_ok")),
                         "mcs": info.get("mcs"), "snr_est_db": info.get("snr_est_db"),
                         "timings_ms": stage_timings(info)})
+            if isinstance(info.get("received_text"), str):
+                row["received_text"] = info["received_text"]
+            if images_out is not None:
+                images_out[image_id] = img
             if len(ex["rounds"]) > 1:
                 row["rounds"] = [{"round": i.get("round"), "crc_ok": i.get("crc_ok"),
                                   "channel_uses": tb.channel_uses(i)} for i in ex["rounds"]]
@@ -415,6 +433,7 @@ def run_flowgraph(opts: FlowgraphOptions) -> Dict:
     counters = tb.blocks_counters()
     return {"system": opts.system, "profile": opts.profile, "snr_db": opts.snr_db,
             "snr_convention": "Es/N0 per complex symbol, unit average power", "channel": opts.channel,
+            "tx_snr_db": opts.design_snr_db,
             "estimator": opts.estimator if opts.channel == "rayleigh" else None,
             "modulation": opts.modulation, "code_rate": opts.code_rate,
             "header": f"{tb.dtx.path.header.code.name}, QPSK, CRC-16",

@@ -148,3 +148,8 @@ class AutoSystem(SemanticSystem):
         if frame.header_ok is False or frame.system not in self.candidates:
             return None  # the header, and with it the sender's system id, was lost
         return self.system(frame.system).decode(frame, ctx)
+
+    def received_text(self, frame: SemanticFrame) -> Optional[str]:
+        if frame.header_ok is False or frame.system not in self.candidates:
+            return None
+        return self.system(frame.system).received_text(frame)

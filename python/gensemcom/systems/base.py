@@ -123,6 +123,12 @@ class SemanticSystem(abc.ABC):
     def decode(self, frame: SemanticFrame, ctx: LinkContext) -> Optional[np.ndarray]:
         """Received frame -> image (H, W, 3) uint8, or None when it cannot."""
 
+    def received_text(self, frame: SemanticFrame) -> Optional[str]:
+        """The text the receiver read from ``frame`` (a caption, a hybrid prompt), for
+        reports and displays; None when the system sends none or it did not arrive
+        intact (the default: systems without text)."""
+        return None
+
     def feedback(self, frame: SemanticFrame, image: Optional[np.ndarray],
                  ctx: LinkContext) -> Optional[SemanticFrame]:
         """After decoding round ``ctx.round`` into ``image``: the receiver's feedback

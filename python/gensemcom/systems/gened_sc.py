@@ -290,7 +290,6 @@ class GenEDSC(SemanticSystem):
         or None when the header is lost or inconsistent."""
         import torch
 
-        from ..codecs import CodecError, unpack_text
         from ..models import gened_sc as G
 
         if frame.header_ok is False:
@@ -322,13 +321,18 @@ class GenEDSC(SemanticSystem):
             zc = G.to_complex_layout(z.unsqueeze(0).to(self.device))
             out = self.model.decode(zc, torch.from_numpy(u)[None].to(self.device), cm, snr)
         rec = out[0].clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
-        caption = None
-        if frame.crc_ok is not False and frame.digital:
-            try:
-                caption = unpack_text(frame.digital)
-            except CodecError:
-                caption = None
-        return np.ascontiguousarray(rec), caption, size
+        return np.ascontiguousarray(rec), self.received_text(frame), size
+
+    def received_text(self, frame: SemanticFrame) -> Optional[str]:
+        """The caption, when the digital part arrived intact; else None."""
+        from ..codecs import CodecError, unpack_text
+
+        if frame.header_ok is False or frame.crc_ok is False or not frame.digital:
+            return None
+        try:
+            return unpack_text(frame.digital)
+        except CodecError:
+            return None
 
     def decode(self, frame: SemanticFrame, ctx: Optional[LinkContext] = None) -> Optional[np.ndarray]:
         """Received frame -> image of the original size (the JSCC stage, then the editor

@@ -87,6 +87,20 @@ class PromptOnly(CaptionDiffusionSystem):
             digital, header["dt"] = text.encode("utf-8"), "utf8"
         return SemanticFrame(self.name, digital, np.zeros(0, np.float32), header, {"report": {"caption": text}})
 
+    def received_text(self, frame: SemanticFrame) -> Optional[str]:
+        """The caption the receiver rendered, or None when the digital part failed."""
+        from ..codecs import unpack_ids
+
+        if frame.crc_ok is False:
+            return None
+        h = frame.header or {}
+        try:
+            if h.get("dt") == "utf8":
+                return frame.digital.decode("utf-8")
+            return self.pipe.tokenizer.decode(unpack_ids(frame.digital, h.get("dt", "")), skip_special_tokens=True)
+        except (TypeError, ValueError, IndexError, UnicodeDecodeError, OverflowError):
+            return None
+
     def decode(self, frame: SemanticFrame, ctx: Optional[LinkContext] = None) -> Optional[np.ndarray]:
         """Received frame -> image, or None when the digital part failed CRC or is unusable."""
         self._apply_threads()

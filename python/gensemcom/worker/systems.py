@@ -17,7 +17,8 @@ name from the request); frames travel in the worker form of
 * ``semantic_decode``: arrays ``digital``, ``analog``, ``header``; meta ``system``,
   ``crc_ok``, ``segments``, optional ``snr_db``, ``session``, ``round``, ``task`` (the
   receiver's task, a string of at most 256 bytes, for task-adaptive systems) -> array
-  ``image`` uint8 (H, W, 3), meta ``final`` (True when the exchange is over) and, when
+  ``image`` uint8 (H, W, 3), meta ``final`` (True when the exchange is over),
+  ``received_text`` (the caption or prompt the receiver read, for systems that send one) and, when
   the receiver asks for another round, its feedback frame as ``fb_*`` arrays and meta;
   or an error reply ``no_image`` when the system cannot produce an image.
 
@@ -221,6 +222,9 @@ def semantic_decode(ctx: CallContext, arrays: Dict[str, np.ndarray]):
                            + ("" if frame.crc_ok else " (its digital part failed CRC)"))
     out: Dict[str, Any] = {"image": np.ascontiguousarray(image, dtype=np.uint8)}
     reply: Dict[str, Any] = {"final": True, "round": lctx.round}
+    text = system.received_text(frame)
+    if isinstance(text, str):
+        reply["received_text"] = text[:1024]
     fb: Optional[Any] = None
     if lctx.round + 1 < system.max_rounds:
         fb = system.feedback(frame, image, lctx)

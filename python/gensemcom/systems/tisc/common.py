@@ -8,7 +8,7 @@ from __future__ import annotations
 import abc
 import math
 import time
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -154,12 +154,31 @@ class TISCBase(TorchSystem):
         return SemanticFrame(self.name, digital, analog, header, meta)
 
     # ------------------------------------------------------------ receiver
+    def _received_ids(self, frame: SemanticFrame) -> Optional[Tuple[List[int], int]]:
+        """(caption ids kept, placeholder position) from an intact digital part, else None."""
+        from ...codecs import unpack_ids
+
+        if frame.crc_ok is False:
+            return None
+        h = frame.header or {}
+        try:
+            kept = unpack_ids(frame.digital, h.get("dt", DEFAULT_DT))
+            pos = int(h["pos"])
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if not 0 <= pos <= len(kept) or any(i >= self.vocab_size for i in kept):
+            return None
+        return kept, pos
+
+    def received_text(self, frame: SemanticFrame) -> Optional[str]:
+        """The hybrid prompt the receiver rendered (``<*>`` at the placeholder), or None."""
+        got = self._received_ids(frame)
+        return None if got is None else self.prompt_text(*got)
+
     def decode(self, frame: SemanticFrame, ctx: Optional[LinkContext] = None) -> Optional[np.ndarray]:
         """Received frame -> image, or None (lost digital part with ``on_crc_fail="lost"``,
         or an unusable header)."""
         self._apply_threads()
-        from ...codecs import unpack_ids
-
         y = np.asarray(frame.analog, np.float64)
         if y.size != self.dim + (self.dim % 2) or not np.all(np.isfinite(y)):
             return None  # not an embedding of this model (or a corrupted one)
@@ -177,12 +196,9 @@ class TISCBase(TorchSystem):
             padded = self.dim + (self.dim % 2)
             v = y * math.sqrt(2.0 / padded) * self.expected_norm
             return self._generate([self.token_id], v, self.seed, None)
-        try:
-            kept = unpack_ids(frame.digital, h.get("dt", DEFAULT_DT))
-            pos = int(h["pos"])
-        except (KeyError, TypeError, ValueError, IndexError, OverflowError):
+        got = self._received_ids(frame)
+        if got is None:
             return None
-        if not 0 <= pos <= len(kept) or any(i >= self.vocab_size for i in kept):
-            return None
+        kept, pos = got
         ids = kept[:pos] + [self.token_id] + kept[pos:]
         return self._generate(ids, y, self.seed, size)
