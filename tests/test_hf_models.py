@@ -94,6 +94,7 @@ def test_missing_hub_id_offline_raises_clear_error(monkeypatch, tmp_path):
 def test_env_overrides_and_defaults(monkeypatch):
     monkeypatch.delenv("GENSEMCOM_SD", raising=False)
     monkeypatch.delenv("GENSEMCOM_BLIP", raising=False)
+    monkeypatch.delenv("GENSEMCOM_MODELS", raising=False)
     assert hf.resolve_id("sd") == hf.DEFAULT_SD and hf.resolve_id("blip") == hf.DEFAULT_BLIP
     monkeypatch.setenv("GENSEMCOM_SD", "/models/sd15")
     monkeypatch.setenv("GENSEMCOM_BLIP", "/models/blip")

@@ -8,6 +8,7 @@ Subcommands:
   eval      every system through the PHY over SNRs and images; CSV/JSON and plots
   train     train the embedded models (gensemcom train deepjscc --help)
   worker    the ZMQ inference worker (see ``gensemcom worker --help``)
+  models    list, fetch and verify the models every system uses (offline field sites)
 """
 from __future__ import annotations
 
@@ -454,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
         worker_cli = None
     if worker_cli is not None and hasattr(worker_cli, "add_parser"):
         worker_cli.add_parser(sub)
+    from .models import cli as models_cli
+    models_cli.add_parser(sub)
     return parser
 
 

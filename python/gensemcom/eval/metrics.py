@@ -31,9 +31,11 @@ the successful images only.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
@@ -112,8 +114,24 @@ def ms_ssim(ref: np.ndarray, out: np.ndarray) -> MetricValue:
 
 
 # -------------------------------------------------------- weights (offline)
+#: the FID Inception weights torch-fidelity (torchmetrics' FID) loads from the torch hub checkpoints
+FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
+#: where each torch hub checkpoint the metrics use is published (``gensemcom models fetch --system eval``)
+WEIGHT_URLS = {
+    "vgg16-397923af.pth": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "alexnet-owt-7be5be79.pth": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    FID_WEIGHTS: "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + FID_WEIGHTS,
+}
+#: a torch hub folder inside ``$GENSEMCOM_MODELS`` (so ``TORCH_HOME=$GENSEMCOM_MODELS/torch`` also finds it)
+MODELS_TORCH_HUB = ("torch", "hub")
+_HUB_LOCK = threading.Lock()
+
+
 def _torch_hub_checkpoints() -> List[Path]:
-    """Where torchvision, torch-fidelity and piq look for checkpoints (``$TORCH_HOME``)."""
+    """Where torchvision, torch-fidelity and piq look for checkpoints (``$TORCH_HOME``),
+    then ``$GENSEMCOM_MODELS/torch/hub/checkpoints``."""
+    from ..models.local import models_root
+
     dirs = []
     try:
         import torch
@@ -121,7 +139,30 @@ def _torch_hub_checkpoints() -> List[Path]:
         dirs.append(Path(torch.hub.get_dir()) / "checkpoints")
     except Exception:
         pass
+    root = models_root()
+    if root is not None:
+        dirs.append(root.joinpath(*MODELS_TORCH_HUB, "checkpoints"))
     return dirs
+
+
+@contextlib.contextmanager
+def _torch_hub_for(path: Optional[str]):
+    """While loading: point torch.hub at the hub folder holding checkpoint ``path``
+    (``.../hub/checkpoints/file``) when it is not torch's own, so torchvision and
+    torch-fidelity read the file found in ``$GENSEMCOM_MODELS`` instead of downloading."""
+    import torch
+
+    hub = Path(path).parent.parent if path else None
+    if hub is None or Path(torch.hub.get_dir()) == hub:
+        yield
+        return
+    with _HUB_LOCK:
+        old = getattr(torch.hub, "_hub_dir", None)
+        torch.hub.set_dir(str(hub))
+        try:
+            yield
+        finally:
+            torch.hub._hub_dir = old
 
 
 def _find_file(names: Sequence[str]) -> Optional[Path]:
@@ -133,13 +174,17 @@ def _find_file(names: Sequence[str]) -> Optional[Path]:
 
 
 def _hf_model_dir(env: str, local_name: str, repo_ids: Sequence[str]) -> Optional[Path]:
-    """A local Hugging Face model folder: ``$env``, ``$GENSEMCOM_WEIGHTS/local_name``, or a
-    snapshot in the HF cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ~/.cache/huggingface/hub)."""
+    """A local Hugging Face model folder: ``$env``, ``$GENSEMCOM_WEIGHTS/local_name``,
+    ``$GENSEMCOM_MODELS/<org>/<name>`` of one of ``repo_ids``, or a snapshot in the HF
+    cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``, ~/.cache/huggingface/hub)."""
+    from ..models.local import local_path
+
     cands = []
     if os.environ.get(env):
         cands.append(Path(os.environ[env]))
     if os.environ.get("GENSEMCOM_WEIGHTS"):
         cands.append(Path(os.environ["GENSEMCOM_WEIGHTS"]) / local_name)
+    cands.extend(p for p in map(local_path, repo_ids) if p is not None)
     hubs = [os.environ.get("HF_HUB_CACHE"),
             os.path.join(os.environ["HF_HOME"], "hub") if os.environ.get("HF_HOME") else None,
             os.path.expanduser("~/.cache/huggingface/hub")]
@@ -179,15 +224,18 @@ def weights_status() -> Dict[str, str]:
 
     * ``lpips-vgg`` / ``lpips-alex``: torchvision installed and the torchvision
       backbone checkpoint (``vgg16-397923af.pth`` / ``alexnet-owt-7be5be79.pth``) in
-      ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``); the LPIPS linear
-      layers ship with torchmetrics.
+      ``torch.hub.get_dir()/checkpoints`` (``$TORCH_HOME/hub/checkpoints``) or
+      ``$GENSEMCOM_MODELS/torch/hub/checkpoints``; the LPIPS linear layers ship with
+      torchmetrics.
     * ``clip-i`` / ``clip-score``: transformers installed and a CLIP model folder in
-      ``$GENSEMCOM_CLIP_MODEL``, ``$GENSEMCOM_WEIGHTS/clip`` or the HF cache
-      (openai/clip-vit-base-patch16, -patch32, -large-patch14).
+      ``$GENSEMCOM_CLIP_MODEL``, ``$GENSEMCOM_WEIGHTS/clip``, ``$GENSEMCOM_MODELS/<org>/<name>``
+      or the HF cache (openai/clip-vit-base-patch16, -patch32, -large-patch14).
     * ``dino-i``: transformers and a DINO model folder in ``$GENSEMCOM_DINO_MODEL``,
-      ``$GENSEMCOM_WEIGHTS/dino`` or the HF cache (facebook/dino-vits16, ...).
-    * ``fid``: torch-fidelity installed and ``pt_inception-2015-12-05-6726825d.pth``
-      in the torch hub checkpoints.
+      ``$GENSEMCOM_WEIGHTS/dino``, ``$GENSEMCOM_MODELS/<org>/<name>`` or the HF cache
+      (facebook/dino-vits16, ...).
+    * ``fid``: torch-fidelity installed and its Inception weights
+      (:data:`FID_WEIGHTS`) in the torch hub checkpoints or
+      ``$GENSEMCOM_MODELS/torch/hub/checkpoints``.
     * ``brisque``: the PyPI ``brisque`` package (it ships its libsvm model, so it
       works offline; needs OpenCV), else piq installed and ``brisque_svm_weights.pt``
       in the torch hub checkpoints.
@@ -202,7 +250,7 @@ def weights_status() -> Dict[str, str]:
     for k in ("clip-i", "clip-score"):
         out[k] = str(clip) if clip else NOT_COMPUTED
     out["dino-i"] = str(dino) if dino else NOT_COMPUTED
-    fid = _find_file(("pt_inception-2015-12-05-6726825d.pth",)) if _importable("torch_fidelity") else None
+    fid = _find_file((FID_WEIGHTS,)) if _importable("torch_fidelity") else None
     out["fid"] = str(fid) if fid else NOT_COMPUTED
     br = _brisque_model_file() or (_find_file(("brisque_svm_weights.pt",)) if _importable("piq") else None)
     out["brisque"] = str(br) if br else NOT_COMPUTED
@@ -219,7 +267,8 @@ def _available(name: str) -> Optional[str]:
 def _lpips_model(net: str):
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-    return LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True).eval()
+    with _torch_hub_for(_lpips_source(net)):
+        return LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True).eval()
 
 
 def _lpips(net: str):
@@ -420,7 +469,8 @@ def compute_set_metrics(refs: Sequence[np.ndarray], outs: Sequence[Optional[np.n
         import torch
         from torchmetrics.image.fid import FrechetInceptionDistance
 
-        fid = FrechetInceptionDistance(feature=2048, normalize=False)
+        with _torch_hub_for(src):
+            fid = FrechetInceptionDistance(feature=2048, normalize=False)
         for r, o in pairs:
             fid.update(_to_tensor(r).to(torch.uint8), real=True)
             fid.update(_to_tensor(o).to(torch.uint8), real=False)

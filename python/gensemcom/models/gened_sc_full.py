@@ -20,10 +20,12 @@
   ``QwenImageEditPipeline``) is loaded through ``DiffusionPipeline``.
 
 Ids are hub ids or local ``save_pretrained`` folders (argument, else environment
-variable, else default). With ``HF_HUB_OFFLINE`` set nothing touches the network
+variable, else default; a hub id's folder in ``$GENSEMCOM_MODELS`` is used when there:
+:func:`gensemcom.models.local.locate`). With ``HF_HUB_OFFLINE`` set nothing touches the network
 (``local_files_only``); a model that cannot be loaded raises
 :class:`~gensemcom.models.hf.ModelNotAvailable` naming the id and how to provide it.
-Device: CUDA when available, else CPU; float16 on CUDA, float32 on CPU. Tests run
+Device: CUDA when available, else CPU; float16 on CUDA (the vision-language model in bfloat16 where
+the GPU has it: Qwen2-VL is published in bfloat16 and overflows in float16), float32 on CPU. Tests run
 this code on the tiny random models of :mod:`gensemcom.models.tiny_hf`
 (:func:`~gensemcom.models.tiny_hf.tiny_clip_dir`,
 :func:`~gensemcom.models.tiny_hf.tiny_vlm_dir`,
@@ -73,15 +75,18 @@ def model_id(kind: str, given: Optional[str] = None) -> str:
 
     Returns:
         str: ``given``, else the kind's environment variable (``$GENSEMCOM_GENED_CLIP``,
-        ``$GENSEMCOM_GENED_VLM``, ``$GENSEMCOM_GENED_EDITOR``), else the default.
+        ``$GENSEMCOM_GENED_VLM``, ``$GENSEMCOM_GENED_EDITOR``), else the default; a hub
+        id is replaced by its folder in ``$GENSEMCOM_MODELS`` when there.
 
     Raises:
         ValueError: unknown ``kind``.
     """
+    from .local import locate
+
     if kind not in ENV:
         raise ValueError(f"unknown GenED-SC model kind {kind!r}: use one of {sorted(ENV)}")
     env, default = ENV[kind]
-    return str(given or os.environ.get(env) or default)
+    return locate(str(given)) if given else locate(default, env)
 
 
 _resolve = model_id  # the classes' ``model_id`` arguments shadow the function
@@ -93,7 +98,8 @@ def _load(kind: str, mid: str, fn):
 
     env = ENV[kind][0]
     how = (f"download it once with network access (unset HF_HUB_OFFLINE; e.g. `hf download {mid}`) into the Hugging "
-           f"Face cache, or point {env} (or the model argument) at a local save_pretrained folder; the embedded "
+           f"Face cache, point {env} (or the model argument) at a local save_pretrained folder, or fetch it with "
+           "`gensemcom models fetch --system gened_sc --to DIR` and set GENSEMCOM_MODELS=DIR; the embedded "
            "profile needs no download")
     if _looks_like_path(mid) and not os.path.isdir(os.path.expanduser(mid)):
         raise ModelNotAvailable(f"GenED-SC {kind} model path {mid!r} is not a folder: {how}")
@@ -272,12 +278,16 @@ class VLMCaptioner:
 
     def __init__(self, model_id: Optional[str] = None, device: Optional[str] = None, prompt: str = CAPTION_PROMPT,
                  max_new_tokens: int = 200):
+        import torch
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         from .hf import ModelNotAvailable
 
         self.model_id = mid = _resolve("vlm", model_id)
         self.device, self.dtype = _device_dtype(device)
+        if self.dtype == torch.float16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            # vision-language LLMs (Qwen2-VL) are published in bfloat16 and overflow in float16
+            self.dtype = torch.bfloat16
         self.prompt = str(prompt)
         self.max_new_tokens = int(max_new_tokens)
         self.processor = _load("vlm", mid, lambda off: AutoProcessor.from_pretrained(mid, local_files_only=off))

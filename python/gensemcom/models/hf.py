@@ -7,6 +7,10 @@
   default :data:`DEFAULT_SD` (SD 1.5), overridden by ``$GENSEMCOM_SD`` or
   ``model_id``.
 
+Without an argument or environment variable, a copy in the local models folder
+``$GENSEMCOM_MODELS/<org>/<name>`` (written by ``gensemcom models fetch --to DIR``) is
+loaded before the Hugging Face cache (:func:`gensemcom.models.local.locate`).
+
 Device: CUDA when available, else CPU; dtype float16 on CUDA and float32 on CPU
 unless given. When ``HF_HUB_OFFLINE`` is set (1/true/yes/on) the loaders pass
 ``local_files_only=True`` so nothing touches the network; a model that is neither a
@@ -53,7 +57,9 @@ def hub_offline() -> bool:
 
 
 def resolve_id(kind: str, model_id: Optional[str] = None) -> str:
-    """The model id or path to load: ``model_id``, else the env var, else the default.
+    """The model id or path to load: ``model_id``, else the env var, else the default; a
+    hub id is replaced by its folder in ``$GENSEMCOM_MODELS`` when there (see
+    :func:`gensemcom.models.local.locate`).
 
     Args:
         kind (str): ``"blip"`` or ``"sd"``.
@@ -61,8 +67,10 @@ def resolve_id(kind: str, model_id: Optional[str] = None) -> str:
     """
     if kind not in ("blip", "sd"):
         raise ValueError(f"unknown model kind {kind!r}: use 'blip' or 'sd'")
+    from .local import locate
+
     env, default = (ENV_BLIP, DEFAULT_BLIP) if kind == "blip" else (ENV_SD, DEFAULT_SD)
-    return str(model_id or os.environ.get(env) or default)
+    return locate(str(model_id)) if model_id else locate(default, env)
 
 
 def pick_device(device: Optional[str] = None) -> str:
@@ -95,7 +103,8 @@ def _how_to(kind: str) -> str:
     return (f"point {env} (gensemcom link {flag} PATH, or the system's model argument) to a local directory "
             f"saved with save_pretrained, or "
             f"download it once with network access (unset HF_HUB_OFFLINE; e.g. `hf download <id>`) into the "
-            f"Hugging Face cache; the 'tiny' profile needs no download")
+            f"Hugging Face cache, or fetch it with `gensemcom models fetch --to DIR` on a connected machine and set "
+            f"GENSEMCOM_MODELS=DIR (see `gensemcom models list`); the 'tiny' profile needs no download")
 
 
 def _check_source(kind: str, model_id: str) -> None:

@@ -44,7 +44,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import published
 from .hf import ModelNotAvailable, hub_offline, pick_device, pick_dtype
+from .local import locate
 # the paper's resize rule, one place for both profiles
 from .sc_sic_embedded import trunk_input as resize_for_encoder
 
@@ -80,47 +82,24 @@ EFFNET_V2_S_FEATURE_PARAMS = 21_458_488 - (1280 * 1000 + 1000)
 
 _SC_LEVELS = (["SDCascadeResBlock", "SDCascadeTimestepBlock"],) * 2 + \
     (["SDCascadeResBlock", "SDCascadeTimestepBlock", "SDCascadeAttnBlock"],) * 2
+#: the published models' names in :mod:`gensemcom.models.published` (one JSON file each, the data)
+PUBLISHED_NAMES = {"decoder": "sc-stage-b", "decoder_lite": "sc-stage-b-lite", "vqgan": "sc-stage-a",
+                   "effnet": "sc-effnet-encoder", "text_encoder": "sc-text-encoder"}
+_PUBLISHED = {k: published.spec(n) for k, n in PUBLISHED_NAMES.items()}
 #: ``StableCascadeUNet`` / ``PaellaVQModel`` configs of the published models, as in the hub
 #: repo ``stabilityai/stable-cascade``'s ``decoder/config.json``, ``decoder_lite/config.json``
-#: and ``vqgan/config.json`` (the same values as diffusers' ``scripts/convert_stable_cascade.py``
-#: and ``scripts/convert_stable_cascade_lite.py``, which wrote them, and as Stable Cascade's
-#: ``train/train_b.py`` StageB "3B" and "700M")
-PUBLISHED_CONFIGS: Dict[str, Dict] = {
-    "decoder": dict(
-        in_channels=4, out_channels=4, timestep_ratio_embedding_dim=64, patch_size=2, conditioning_dim=1280,
-        block_out_channels=[320, 640, 1280, 1280], down_num_layers_per_block=[2, 6, 28, 6],
-        up_num_layers_per_block=[6, 28, 6, 2], down_blocks_repeat_mappers=[1, 1, 1, 1],
-        up_blocks_repeat_mappers=[3, 3, 2, 2], num_attention_heads=[0, 0, 20, 20],
-        block_types_per_layer=[list(b) for b in _SC_LEVELS], clip_text_in_channels=None,
-        clip_text_pooled_in_channels=1280, clip_image_in_channels=None, clip_seq=4, effnet_in_channels=16,
-        pixel_mapper_in_channels=3, kernel_size=3, dropout=[0, 0, 0.1, 0.1], self_attn=True,
-        timestep_conditioning_type=["sca"], switch_level=None),
-    "decoder_lite": dict(
-        in_channels=4, out_channels=4, timestep_ratio_embedding_dim=64, patch_size=2, conditioning_dim=1280,
-        block_out_channels=[320, 576, 1152, 1152], down_num_layers_per_block=[2, 4, 14, 4],
-        up_num_layers_per_block=[4, 14, 4, 2], down_blocks_repeat_mappers=[1, 1, 1, 1],
-        up_blocks_repeat_mappers=[2, 2, 2, 2], num_attention_heads=[0, 9, 18, 18],
-        block_types_per_layer=[list(b) for b in _SC_LEVELS], clip_text_in_channels=None,
-        clip_text_pooled_in_channels=1280, clip_image_in_channels=None, clip_seq=4, effnet_in_channels=16,
-        pixel_mapper_in_channels=3, kernel_size=3, dropout=[0, 0, 0.1, 0.1], self_attn=True,
-        timestep_conditioning_type=["sca"], switch_level=None),
-    "vqgan": dict(in_channels=3, out_channels=3, up_down_scale_factor=2, levels=2, bottleneck_blocks=12,
-                  embed_dim=384, latent_channels=4, num_vq_embeddings=8192, scale_factor=0.3764),
-}
+#: and ``vqgan/config.json`` (read from :mod:`gensemcom.models.published`)
+PUBLISHED_CONFIGS: Dict[str, Dict] = {k: _PUBLISHED[k]["config"] for k in ("decoder", "decoder_lite", "vqgan")}
 #: where :data:`PUBLISHED_CONFIGS` and :data:`PUBLISHED_PARAMS` come from
 CONFIG_SOURCES = {
-    "decoder": "https://huggingface.co/stabilityai/stable-cascade/blob/main/decoder/config.json",
-    "decoder_lite": "https://huggingface.co/stabilityai/stable-cascade/blob/main/decoder_lite/config.json",
-    "vqgan": "https://huggingface.co/stabilityai/stable-cascade/blob/main/vqgan/config.json",
-    "params": "the model card https://huggingface.co/stabilityai/stable-cascade (README: 'The two versions for "
-              "Stage B amount to 700 million and 1.5 billion parameters ... Stage A contains 20 million "
-              "parameters')",
-    "effnet": "torchvision EfficientNet_V2_S_Weights.IMAGENET1K_V1 meta num_params 21,458,488 (less the "
-              "classifier); Stable Cascade modules/effnet.py for the encoder's layout",
+    **{k: _PUBLISHED[k]["config_source"] for k in ("decoder", "decoder_lite", "vqgan")},
+    "params": _PUBLISHED["decoder"]["params_source"],
+    "effnet": f"{_PUBLISHED['effnet']['params_source']}; {_PUBLISHED['effnet']['config_source']} for the encoder's "
+              "layout",
 }
 #: parameter counts as published (rounded by the publisher: compare with a tolerance)
-PUBLISHED_PARAMS = {"decoder": 1.5e9, "decoder_lite": 7.0e8, "vqgan": 2.0e7,
-                    "effnet_backbone": float(EFFNET_V2_S_FEATURE_PARAMS)}
+PUBLISHED_PARAMS = {**{k: float(_PUBLISHED[k]["published_params"]) for k in ("decoder", "decoder_lite", "vqgan")},
+                    "effnet_backbone": float(_PUBLISHED["effnet"]["shapes"]["backbone_params"]["value"])}
 
 _CACHE: Dict[tuple, object] = {}
 _LOCK = threading.Lock()
@@ -254,12 +233,13 @@ def _read_state(path: Path) -> Dict[str, torch.Tensor]:
 def effnet_file(source: Optional[str] = None) -> Path:
     """The encoder's weights file for ``source``: a local ``.safetensors`` / ``.pt`` file,
     a folder holding :data:`EFFNET_FILE`, or a hub repo id (downloaded with
-    ``hf_hub_download``; default ``$GENSEMCOM_SC_ENCODER`` or :data:`DEFAULT_REPO`).
+    ``hf_hub_download``; default ``$GENSEMCOM_SC_ENCODER``, else :data:`DEFAULT_REPO`'s
+    folder in ``$GENSEMCOM_MODELS`` when there, else :data:`DEFAULT_REPO`).
 
     Raises:
         ModelNotAvailable: a missing path, or a hub file not available (offline, no network).
     """
-    source = str(source or os.environ.get(ENV_ENCODER) or DEFAULT_REPO)
+    source = locate(str(source)) if source else locate(DEFAULT_REPO, ENV_ENCODER)
     if _looks_like_path(source):
         p = Path(os.path.expanduser(source))
         if p.is_dir():
@@ -275,7 +255,8 @@ def effnet_file(source: Optional[str] = None) -> Path:
     except Exception as e:  # noqa: BLE001 - any hub failure means "not available"
         raise ModelNotAvailable(f"cannot get {EFFNET_FILE} from the hub repo {source!r} "
                                 f"({'offline' if hub_offline() else 'download failed'}): download it once with "
-                                f"network access into the Hugging Face cache or pass a local file. "
+                                f"network access into the Hugging Face cache, pass a local file, or fetch it with "
+                                f"`gensemcom models fetch --system sc_sic --to DIR` and set GENSEMCOM_MODELS=DIR. "
                                 f"({type(e).__name__}: {str(e)[:200]})") from e
 
 
@@ -360,19 +341,23 @@ def _is_unet_folder(p: Path) -> bool:
 
 
 def decoder_sources(source: Optional[str] = None, lite: bool = True,
-                    base: str = DEFAULT_REPO) -> Dict[str, Tuple[str, Optional[str]]]:
+                    base: Optional[str] = None) -> Dict[str, Tuple[str, Optional[str]]]:
     """Where each part of the decoder pipeline comes from: ``{part: (repo or folder, subfolder)}``.
 
     A hub id gives every part from that repo, Stage B from ``decoder_lite`` (``lite``)
     or ``decoder``, as diffusers documents for the lite model. A local folder gives the
     parts it holds (``decoder_lite`` when ``lite`` and present, else ``decoder``; a
     folder that is itself a ``StableCascadeUNet`` is Stage B) and the others from
-    ``base`` (a fine-tuned Stage B folder needs nothing else).
+    ``base`` (a fine-tuned Stage B folder needs nothing else). ``source`` defaults to
+    ``$GENSEMCOM_SC_DECODER``, else :data:`DEFAULT_REPO`'s folder in
+    ``$GENSEMCOM_MODELS`` when there, else :data:`DEFAULT_REPO`; ``base`` to that
+    folder or :data:`DEFAULT_REPO` (:func:`gensemcom.models.local.locate`).
 
     Raises:
         ModelNotAvailable: a local path that does not exist or holds no Stage B.
     """
-    source = str(source or os.environ.get(ENV_DECODER) or DEFAULT_REPO)
+    source = locate(str(source)) if source else locate(DEFAULT_REPO, ENV_DECODER)
+    base = locate(str(base) if base else DEFAULT_REPO)
     parts = ("vqgan", "text_encoder", "tokenizer", "scheduler")
     if not _looks_like_path(source):
         out = {p: (source, p) for p in parts}
@@ -413,7 +398,7 @@ def _latent_dim_scale(where: Tuple[str, Optional[str]]) -> float:
 
 
 def load_decoder_pipeline(source: Optional[str] = None, lite: bool = True, dtype=None, device: Optional[str] = None,
-                          base: str = DEFAULT_REPO, cache: bool = True):
+                          base: Optional[str] = None, cache: bool = True):
     """Stable Cascade's decoder pipeline (Stage B + Stage A + the CLIP text encoder).
 
     Args:
@@ -422,7 +407,9 @@ def load_decoder_pipeline(source: Optional[str] = None, lite: bool = True, dtype
         lite (bool): Stage B lite (``decoder_lite``, 700M) instead of the 1.5B ``decoder``.
         dtype: torch dtype or its name (default float16 on CUDA, float32 on CPU).
         device (str | None): torch device (default CUDA when available).
-        base (str): where a local folder's missing parts come from.
+        base (str | None): where a local folder's missing parts come from (default
+            :data:`DEFAULT_REPO`'s folder in ``$GENSEMCOM_MODELS`` when there, else
+            :data:`DEFAULT_REPO`).
         cache (bool): reuse a pipeline already loaded in this process.
 
     Returns:
@@ -472,8 +459,9 @@ def _build_pipeline(where: Dict[str, Tuple[str, Optional[str]]], dt):
         why = "offline (HF_HUB_OFFLINE is set) and not in the Hugging Face cache" if local else \
             "not found locally and the hub could not provide it"
         raise ModelNotAvailable(f"cannot load the Stable Cascade decoder from {', '.join(srcs)}: {why}. Download "
-                                f"{DEFAULT_REPO} once with network access, or give a local folder saved with "
-                                f"save_pretrained. ({type(e).__name__}: {str(e)[:300]})") from e
+                                f"{DEFAULT_REPO} once with network access, give a local folder saved with "
+                                f"save_pretrained, or fetch it with `gensemcom models fetch --system sc_sic --to DIR` "
+                                f"and set GENSEMCOM_MODELS=DIR. ({type(e).__name__}: {str(e)[:300]})") from e
     for m in (pipe.decoder, pipe.vqgan, pipe.text_encoder):
         m.eval().requires_grad_(False)
     pipe.set_progress_bar_config(disable=True)

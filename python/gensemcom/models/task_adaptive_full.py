@@ -21,6 +21,11 @@
   the two conditions compose (MultiControlNet) without training.
   ``$GENSEMCOM_SD``, ``$GENSEMCOM_TA_CN_SEG`` and ``$GENSEMCOM_TA_CN_CANNY`` override
   the ids (a hub id or a local ``save_pretrained`` folder).
+
+Without an argument or environment variable a model's folder in ``$GENSEMCOM_MODELS``
+(``gensemcom models fetch --to DIR``) is loaded before the Hugging Face cache
+(:func:`gensemcom.models.local.locate`). :func:`load_segmenter`, :func:`load_clipseg`
+and :func:`load_controlnet` load one model each (``gensemcom models verify`` calls them).
 """
 from __future__ import annotations
 
@@ -52,9 +57,12 @@ SYNONYMS: Dict[str, Tuple[str, ...]] = {
 
 
 def model_id(kind: str, given: Optional[str] = None) -> str:
-    """The id or path for ``kind``: ``given``, else its environment variable, else the default."""
+    """The id or path for ``kind``: ``given``, else its environment variable, else the
+    default; a hub id is replaced by its folder in ``$GENSEMCOM_MODELS`` when there."""
+    from .local import locate
+
     env, default = ENV[kind]
-    return str(given or os.environ.get(env) or default)
+    return locate(str(given)) if given else locate(default, env)
 
 
 def _load(kind: str, mid: str, fn):
@@ -67,8 +75,78 @@ def _load(kind: str, mid: str, fn):
     except (OSError, ValueError) as e:
         env = ENV.get(kind, ("GENSEMCOM_SD", ""))[0]
         raise ModelNotAvailable(f"cannot load the task_adaptive {kind} model {mid!r} ({type(e).__name__}: "
-                                f"{str(e)[:200]}); download it once with network access, or point {env} at a "
-                                "local save_pretrained folder; the embedded profile needs no download") from e
+                                f"{str(e)[:200]}); download it once with network access, point {env} at a "
+                                "local save_pretrained folder, or fetch it with `gensemcom models fetch --system "
+                                "task_adaptive --to DIR` and set GENSEMCOM_MODELS=DIR; the embedded profile needs no "
+                                "download") from e
+
+
+def load_segmenter(mid: Optional[str] = None, device: str = "cpu"):
+    """The SegFormer segmenter and its image processor.
+
+    Args:
+        mid (str | None): hub id or local folder (default :func:`model_id` ``("segmenter")``).
+        device (str): torch device.
+
+    Returns:
+        tuple: (``AutoImageProcessor``, ``AutoModelForSemanticSegmentation`` in eval mode on ``device``).
+
+    Raises:
+        ModelNotAvailable: a missing folder, or not downloaded while offline.
+    """
+    from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+    mid = model_id("segmenter", mid)
+    proc = _load("segmenter", mid, lambda off: AutoImageProcessor.from_pretrained(mid, local_files_only=off))
+    model = _load("segmenter", mid, lambda off: AutoModelForSemanticSegmentation.from_pretrained(
+        mid, local_files_only=off))
+    return proc, model.to(device).eval()
+
+
+def load_clipseg(mid: Optional[str] = None, device: str = "cpu"):
+    """CLIPSeg and its processor.
+
+    Args:
+        mid (str | None): hub id or local folder (default :func:`model_id` ``("clipseg")``).
+        device (str): torch device.
+
+    Returns:
+        tuple: (``CLIPSegProcessor``, ``CLIPSegForImageSegmentation`` in eval mode on ``device``).
+
+    Raises:
+        ModelNotAvailable: a missing folder, or not downloaded while offline.
+    """
+    from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
+
+    mid = model_id("clipseg", mid)
+    proc = _load("clipseg", mid, lambda off: CLIPSegProcessor.from_pretrained(mid, local_files_only=off))
+    model = _load("clipseg", mid, lambda off: CLIPSegForImageSegmentation.from_pretrained(
+        mid, local_files_only=off))
+    return proc, model.to(device).eval()
+
+
+def load_controlnet(kind: str, mid: Optional[str] = None, dtype=None):
+    """One ControlNet (``"cn_seg"`` or ``"cn_canny"``).
+
+    Args:
+        kind (str): ``"cn_seg"`` or ``"cn_canny"``.
+        mid (str | None): hub id or local folder (default :func:`model_id` ``(kind)``).
+        dtype: torch dtype (default float32).
+
+    Returns:
+        ``diffusers.ControlNetModel`` (on the CPU).
+
+    Raises:
+        ModelNotAvailable: a missing folder, or not downloaded while offline.
+    """
+    import torch
+    from diffusers import ControlNetModel
+
+    from .hf import _diffusers_dtype_kw
+
+    mid = model_id(kind, mid)
+    kw = {_diffusers_dtype_kw(): dtype or torch.float32}
+    return _load(kind, mid, lambda off: ControlNetModel.from_pretrained(mid, local_files_only=off, **kw))
 
 
 class FullModels:
@@ -88,13 +166,7 @@ class FullModels:
         self.ids = {"segmenter": model_id("segmenter", segmenter), "clipseg": model_id("clipseg", clipseg),
                     "cn_seg": model_id("cn_seg", cn_seg), "cn_canny": model_id("cn_canny", cn_canny),
                     "sd": resolve_id("sd", sd)}
-        from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
-
-        mid = self.ids["segmenter"]
-        self.seg_processor = _load("segmenter", mid, lambda off: AutoImageProcessor.from_pretrained(
-            mid, local_files_only=off))
-        self.segformer = _load("segmenter", mid, lambda off: AutoModelForSemanticSegmentation.from_pretrained(
-            mid, local_files_only=off)).to(self.device).eval()
+        self.seg_processor, self.segformer = load_segmenter(self.ids["segmenter"], self.device)
         self.id2label = {int(k): str(v) for k, v in self.segformer.config.id2label.items()}
         self._clipseg = None
         self._pipe = None
@@ -123,14 +195,9 @@ class FullModels:
         """CLIPSeg's heat map of ``text`` (sigmoid of its logits) at the image's size, peak 1."""
         import torch
         import torch.nn.functional as F
-        from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
         if self._clipseg is None:
-            mid = self.ids["clipseg"]
-            proc = _load("clipseg", mid, lambda off: CLIPSegProcessor.from_pretrained(mid, local_files_only=off))
-            model = _load("clipseg", mid, lambda off: CLIPSegForImageSegmentation.from_pretrained(
-                mid, local_files_only=off)).to(self.device).eval()
-            self._clipseg = (proc, model)
+            self._clipseg = load_clipseg(self.ids["clipseg"], self.device)
         proc, model = self._clipseg
         inp = proc(text=[text], images=[image], return_tensors="pt", padding=True).to(self.device)
         with torch.no_grad():
@@ -142,13 +209,9 @@ class FullModels:
     # ---------------------------------------------------------------- generation
     def pipeline(self):
         if self._pipe is None:
-            from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+            from diffusers import StableDiffusionControlNetPipeline
 
-            nets = []
-            for kind in ("cn_seg", "cn_canny"):
-                mid = self.ids[kind]
-                nets.append(_load(kind, mid, lambda off, mid=mid: ControlNetModel.from_pretrained(
-                    mid, torch_dtype=self.dtype, local_files_only=off)))
+            nets = [load_controlnet(kind, self.ids[kind], self.dtype) for kind in ("cn_seg", "cn_canny")]
             sd = self.ids["sd"]
             self._pipe = _load("sd", sd, lambda off: StableDiffusionControlNetPipeline.from_pretrained(
                 sd, controlnet=nets, torch_dtype=self.dtype, safety_checker=None, requires_safety_checker=False,
