@@ -34,6 +34,8 @@ EPILOG = """examples:
   python -m gensemcom.worker keygen ~/.gensemcom/keys    CURVE keys (needed off loopback)
   python -m gensemcom.worker broker --frontend tcp://*:5555 --backend tcp://*:5556 --curve-keys KEYS
   python -m gensemcom.worker --connect-broker tcp://gpu-host:5556 --curve-keys KEYS
+  python -m gensemcom.worker --ray                        same front, models on a local Ray Serve deployment
+  python -m gensemcom.worker --ray auto --profile full --replicas 4 --gpus-per-replica 1
 """
 
 
@@ -92,6 +94,19 @@ def _add_worker_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--announce", action="store_true",
                    help=f"print '{'GENSEMCOM_WORKER_READY'} ENDPOINT' on stdout once bound (used by auto-start)")
     g.add_argument("--exit-with-parent", action="store_true", help="exit when the parent process exits")
+    r = p.add_argument_group("ray serve (optional extra: pip install .[ray])")
+    r.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run the models on a Ray Serve deployment behind this same ZMQ front: 'local' (the "
+                        "default: start Ray here), 'auto' (the cluster 'ray start' made) or a Ray address")
+    r.add_argument("--replicas", type=int, default=1, help="replicas of the deployment (default: %(default)s)")
+    r.add_argument("--gpus-per-replica", type=float, default=None,
+                   help="num_gpus of each replica (default: 1 with --profile full, else 0)")
+    r.add_argument("--cpus-per-replica", type=float, default=1.0,
+                   help="num_cpus of each replica (default: %(default)s)")
+    r.add_argument("--ray-num-cpus", type=int, default=None,
+                   help="CPUs of a local Ray cluster (default: all)")
+    r.add_argument("--ray-object-store-mb", type=int, default=None,
+                   help="object store of a local Ray cluster in MiB (default: Ray's)")
     m = p.add_argument_group("monitoring")
     m.add_argument("--status", metavar="ADDRESS", default=None,
                    help="print the status of the worker or broker at ADDRESS and exit")
@@ -193,6 +208,10 @@ def format_status(st: dict) -> str:
                          f"outstanding {w['outstanding']}/{w['capacity']}  models: {models}")
         if not st.get("workers"):
             lines.append("  no workers connected")
+    if isinstance(st.get("executor"), dict) and st["executor"].get("backend") == "ray_serve":
+        from .ray_serve import format_executor_status
+
+        lines.extend(format_executor_status(st["executor"]))
     lines.append(f"  queue depth {st.get('queue_depth')}")
     lines.append("  requests: " + ", ".join(f"{k} {v}" for k, v in sorted(st.get("requests", {}).items())))
     lines.append(f"  latency ms: p50 {lat.get('p50')}  p95 {lat.get('p95')}  p99 {lat.get('p99')}  "
@@ -305,15 +324,33 @@ def run(args: argparse.Namespace) -> int:
             return 1
         from .server import WorkerServer
 
+        executor, max_batch = None, args.max_batch
+        if getattr(args, "ray", None):
+            executor = _ray_executor(args)
+            max_batch = 1  # the replicas batch (@serve.batch); the front sends each request as it comes
         server = WorkerServer(args.bind, connect_broker=args.connect_broker, profile=args.profile,
-                              device=args.device, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
+                              device=args.device, max_batch=max_batch, max_wait_ms=args.max_wait_ms,
                               max_bytes=args.max_bytes, curve_keys=args.curve_keys,
                               heartbeat_ms=args.heartbeat_ms, liveness=args.liveness, capacity=args.capacity,
-                              threads=args.threads, preload=args.preload)
+                              threads=args.threads, preload=args.preload, executor=executor)
         return _serve(server, args, "endpoint")
-    except (SecurityError, ValueError, LookupError, OSError, zmq.ZMQError) as exc:
+    except (SecurityError, ValueError, LookupError, OSError, zmq.ZMQError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _ray_executor(args: argparse.Namespace) -> Any:
+    """The :class:`~gensemcom.worker.ray_serve.RayServeExecutor` of ``--ray`` (imports Ray; a clear error if absent)."""
+    from .ray_serve import RayServeExecutor, import_ray
+
+    import_ray()  # RayUnavailable (a RuntimeError) names 'pip install .[ray]'
+    gpus = args.gpus_per_replica
+    if gpus is None:
+        gpus = 1.0 if args.profile == "full" else 0.0
+    return RayServeExecutor(args.ray, replicas=args.replicas, gpus_per_replica=gpus,
+                            cpus_per_replica=args.cpus_per_replica, max_batch=args.max_batch,
+                            max_wait_ms=args.max_wait_ms, device=args.device, threads=args.threads,
+                            num_cpus=args.ray_num_cpus, object_store_mb=args.ray_object_store_mb)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

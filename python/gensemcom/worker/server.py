@@ -73,9 +73,101 @@ def batch_key(msg: wire.Message, profile: str) -> Tuple:
     without dim 0, and the request's meta (packed canonically; :func:`wire.decode`
     guarantees its keys are strings, so they sort).
     """
-    shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in msg.arrays.items())
-    meta = msgpack.packb(sorted(msg.meta.items()), use_bin_type=True) if msg.meta else b""
-    return (msg.method, profile, shapes, meta)
+    return batch_key_of(msg.method, profile, msg.arrays, msg.meta)
+
+
+def batch_key_of(method: str, profile: str, arrays: Dict[str, np.ndarray], meta: Dict[str, Any]) -> Tuple:
+    """:func:`batch_key` from a request's parts (what Ray Serve replicas group by)."""
+    shapes = tuple((n, a.dtype.str, a.shape[1:]) for n, a in arrays.items())
+    packed = msgpack.packb(sorted(meta.items()), use_bin_type=True) if meta else b""
+    return (method, profile, shapes, packed)
+
+
+def call_method(spec: MethodSpec, ctx: CallContext,
+                parts: List[Dict[str, np.ndarray]]) -> Tuple[List[Dict[str, np.ndarray]], Dict[str, Any]]:
+    """Run a registered method once on one or more requests' arrays (merged along dim 0).
+
+    The one place a handler is called: the compute thread, and the replicas of
+    :mod:`~gensemcom.worker.ray_serve`, both come here.
+
+    Args:
+        spec: The method.
+        ctx: Its call context (``batch_size`` is ``len(parts)``).
+        parts: Each request's validated arrays; more than one only for batchable methods.
+
+    Returns:
+        ``(outputs, meta)``: one output map per part, and the reply meta they share.
+
+    Raises:
+        RequestError: From the handler, or ``batch_split`` when outputs cannot be split.
+    """
+    if len(parts) == 1:
+        inputs = parts[0]
+    else:
+        inputs = {n: np.concatenate([p[n] for p in parts], axis=0) for n in parts[0]}
+    result = spec.fn(ctx, inputs)
+    out, meta = result if isinstance(result, tuple) else (result, {})
+    return split_outputs(wire.as_array_map(out), parts), meta
+
+
+def split_outputs(out: Dict[str, np.ndarray], parts: List[Dict[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+    """Split a merged call's outputs along dim 0 into one map per request.
+
+    Args:
+        out: The handler's outputs for the merged inputs.
+        parts: The requests' inputs (their first array's dim 0 gives each share).
+
+    Returns:
+        One output map per part.
+
+    Raises:
+        RequestError: ``batch_split`` if an output's dim 0 does not match.
+    """
+    if len(parts) == 1:
+        return [out]
+    first_name = next(iter(parts[0]))
+    counts = [p[first_name].shape[0] for p in parts]
+    total = sum(counts)
+    cuts = np.cumsum(counts)[:-1]
+    pieces: List[Dict[str, np.ndarray]] = [{} for _ in parts]
+    for name, arr in out.items():
+        if arr.ndim == 0 or arr.shape[0] != total:
+            raise RequestError("batch_split", f"output {name!r} has shape {list(arr.shape)}, "
+                               f"cannot split into a batch of {counts}")
+        for part, piece in zip(pieces, np.split(arr, cuts, axis=0)):
+            part[name] = piece
+    return pieces
+
+
+class Executor:
+    """Where a :class:`WorkerServer` runs its queued (non-inline) methods instead of its compute thread.
+
+    The server keeps the front: sockets, decoding, validation, the queue, error
+    replies and counters. An executor only replaces the call of
+    :func:`call_method`; :mod:`~gensemcom.worker.ray_serve` forwards it to a Ray
+    Serve deployment. Subclasses override :meth:`call` (and may override the rest).
+
+    Attributes:
+        concurrency: Batches the server hands to :meth:`call` at once, each
+            from its own thread (1: on the compute thread, one at a time).
+    """
+
+    concurrency: int = 1
+
+    def start(self, server: "WorkerServer") -> None:
+        """Called by :meth:`WorkerServer.start` before serving."""
+
+    def stop(self) -> None:
+        """Called by :meth:`WorkerServer.stop`."""
+
+    def call(self, spec: MethodSpec, ctx: CallContext,
+             parts: List[Dict[str, np.ndarray]]) -> Tuple[List[Dict[str, np.ndarray]], Dict[str, Any]]:
+        """Run one call; same contract as :func:`call_method` (raise RequestError for error replies)."""
+        return call_method(spec, ctx, parts)
+
+    def status(self) -> Dict[str, Any]:
+        """Extra status (shown under ``executor`` in the server's status)."""
+        return {}
 
 
 class Batcher:
@@ -169,6 +261,9 @@ class WorkerServer:
             In broker mode the device (and so torch) is always resolved in
             :meth:`start`: a long import on the compute thread would hold the
             GIL, starve the heartbeats and get the worker declared dead.
+        executor: Run queued methods there instead of on the compute thread
+            (:class:`Executor`, e.g. :class:`~gensemcom.worker.ray_serve.RayServeExecutor`);
+            inline methods and every check and error reply stay in this process.
 
     Raises:
         SecurityError: If binding a non-loopback address without ``curve_keys``.
@@ -180,7 +275,7 @@ class WorkerServer:
                  max_bytes: int = wire.DEFAULT_MAX_BYTES, curve_keys: Optional[str] = None,
                  registry: Optional[MethodRegistry] = None, heartbeat_ms: int = 1000, liveness: int = 3,
                  capacity: Optional[int] = None, name: Optional[str] = None, threads: Optional[int] = None,
-                 preload: Sequence[str] = ()):
+                 preload: Sequence[str] = (), executor: Optional[Executor] = None):
         if profile not in wire.PROFILES:
             raise ValueError(f"unknown profile {profile!r}; known: {', '.join(wire.PROFILES)}")
         if bind is None and connect_broker is None:
@@ -202,6 +297,8 @@ class WorkerServer:
         self.keys = CurveKeys(curve_keys) if curve_keys else None
         self.threads = threads
         self.preload = list(preload)
+        self.executor = executor
+        self._pool: Any = None
         self.models = ModelStore(lambda: self.device)
         self.batcher = Batcher(max_batch, max_wait_ms / 1e3)
         self.counters = Counters()
@@ -240,6 +337,12 @@ class WorkerServer:
             log.info("worker %s: device %s", self.name, self.device)  # resolves it (imports torch) now
         for name in self.preload:
             self.models.get(name, self.profile)
+        if self.executor is not None:
+            self.executor.start(self)
+            if self.executor.concurrency > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.executor.concurrency, thread_name_prefix="gensemcom-exec")
         self._ctx = zmq.Context()
         if self.keys is not None and self.bind is not None:
             self._auth = self.keys.start_authenticator(self._ctx)
@@ -271,6 +374,11 @@ class WorkerServer:
         self._stop.set()
         for t in self._threads:
             t.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self.executor is not None:
+            self.executor.stop()
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
@@ -324,6 +432,7 @@ class WorkerServer:
             "batching": {"max_batch": self.batcher.max_batch, "max_wait_ms": self.batcher.max_wait_s * 1e3,
                          "batches": counts.get("batches", 0), "max_seen": max(map(int, hist), default=0),
                          "histogram": hist},
+            **({"executor": self.executor.status()} if self.executor is not None else {}),
         }
 
     def _summary(self) -> Dict[str, Any]:
@@ -409,15 +518,13 @@ class WorkerServer:
         first = jobs[0]
         spec, msg = first.spec, first.msg
         try:
-            device = (self._device or self._device_req) if spec.inline else self.device
+            device = (self._device or self._device_req) if spec.inline or self.executor else self.device
             ctx = CallContext(first.profile, device, self.models, dict(msg.meta), len(jobs), self)
-            if len(jobs) == 1:
-                inputs = msg.arrays
+            parts = [j.msg.arrays for j in jobs]
+            if spec.inline or self.executor is None:
+                outs, meta = call_method(spec, ctx, parts)
             else:
-                inputs = {n: np.concatenate([j.msg.arrays[n] for j in jobs], axis=0) for n in msg.arrays}
-            result = spec.fn(ctx, inputs)
-            out, meta = result if isinstance(result, tuple) else (result, {})
-            outs = self._split(wire.as_array_map(out), jobs)
+                outs, meta = self.executor.call(spec, ctx, parts)
             replies = [j.envelope + wire.encode_reply(j.msg.request_id, j.msg.method, o, meta=meta)
                        for j, o in zip(jobs, outs)]
             self.counters.inc("ok", len(jobs))
@@ -447,23 +554,6 @@ class WorkerServer:
             replies = [self._internal_error(j.envelope, j.msg.request_id, j.msg.method, exc) for j in batch]
             return [r for r in replies if r is not None]
 
-    @staticmethod
-    def _split(out: Dict[str, np.ndarray], jobs: List[Job]) -> List[Dict[str, np.ndarray]]:
-        if len(jobs) == 1:
-            return [out]
-        first_name = next(iter(jobs[0].msg.arrays))
-        counts = [j.msg.arrays[first_name].shape[0] for j in jobs]
-        total = sum(counts)
-        cuts = np.cumsum(counts)[:-1]
-        parts: List[Dict[str, np.ndarray]] = [{} for _ in jobs]
-        for name, arr in out.items():
-            if arr.ndim == 0 or arr.shape[0] != total:
-                raise RequestError("batch_split", f"output {name!r} has shape {list(arr.shape)}, "
-                                   f"cannot split into a batch of {counts}")
-            for part, piece in zip(parts, np.split(arr, cuts, axis=0)):
-                part[name] = piece
-        return parts
-
     # ------------------------------------------------------------------ threads
     def _compute_loop(self) -> None:
         if self.threads:
@@ -478,21 +568,48 @@ class WorkerServer:
                 batch = self.batcher.take(self._stop)
                 if batch is None:
                     break
+                if self._pool is not None:  # an executor that takes several calls at once
+                    self.batcher.done()
+                    self._pool.submit(self._run_and_push, batch)
+                    continue
                 try:
                     replies = self._run_batch(batch)
                 finally:
                     self.batcher.done()
-                for frames in replies:
-                    try:
-                        push.send_multipart(frames, copy=False)
-                    except zmq.ContextTerminated:
-                        raise
-                    except Exception:  # one reply lost is logged, the loop goes on
-                        log.exception("cannot queue a reply")
+                self._push(push, replies)
         except zmq.ContextTerminated:
             pass
         finally:
             push.close(0)
+
+    @staticmethod
+    def _push(push: zmq.Socket, replies: List[Frames]) -> None:
+        for frames in replies:
+            try:
+                push.send_multipart(frames, copy=False)
+            except zmq.ContextTerminated:
+                raise
+            except Exception:  # one reply lost is logged, the loop goes on
+                log.exception("cannot queue a reply")
+
+    def _run_and_push(self, batch: List[Job]) -> None:
+        """One batch on an executor thread; its replies go to the I/O thread through a PUSH of this thread."""
+        replies = self._run_batch(batch)
+        ctx = self._ctx
+        if ctx is None or self._stop.is_set():
+            return
+        try:
+            push = ctx.socket(zmq.PUSH)
+        except zmq.ZMQError:
+            return
+        try:
+            push.linger = 1000
+            push.connect(self._results_addr)
+            self._push(push, replies)
+        except zmq.ContextTerminated:
+            pass
+        finally:
+            push.close()
 
     def _connect_broker(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.DEALER)
