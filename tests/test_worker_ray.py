@@ -26,7 +26,7 @@ pytestmark = pytest.mark.timeout(300)
 @pytest.fixture(scope="module")
 def ray_front():
     executor = RayServeExecutor("local", num_cpus=2, object_store_mb=256, cpus_per_replica=1, threads=1,
-                                concurrency=8)
+                                concurrency=8, max_wait_ms=50)
     server = WorkerServer("tcp://127.0.0.1:*", profile="tiny", device="cpu", max_batch=1, executor=executor)
     server.start()
     try:
@@ -80,9 +80,13 @@ def test_batchable_method_is_batched_on_the_replica(ray_front):
 
     x = np.random.default_rng(1).random((1, 3, 8, 8), dtype=np.float32)
     out = []
+    info0 = ray_front.executor.handle.info.remote().result()
+    barrier = threading.Barrier(6)
 
     def one():
         with WorkerClient(ray_front.endpoint, timeout_ms=120_000, retries=0) as c:
+            c.ping()
+            barrier.wait()
             out.append(c.call("tiny_encode", {"image": x})["latent"])
 
     threads = [threading.Thread(target=one) for _ in range(6)]
@@ -93,6 +97,9 @@ def test_batchable_method_is_batched_on_the_replica(ray_front):
     assert len(out) == 6 and all(o.shape == (1, 4, 2, 2) for o in out)
     for o in out[1:]:
         np.testing.assert_allclose(o, out[0], rtol=1e-5, atol=1e-6)
+    info = ray_front.executor.handle.info.remote().result()  # one replica: it saw them all
+    assert info["calls"] - info0["calls"] == 6
+    assert info["batches"] - info0["batches"] < 6  # @serve.batch merged some
 
 
 def test_replica_batches_by_key_without_ray():
@@ -181,3 +188,14 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ray_serve.RayUnavailable, match=r"pip install \.\[ray\]"):
         ray_serve.import_ray()
+
+
+def test_multi_round_session_rounds_stay_in_the_front(ray_front):
+    q0 = dict(ray_front.executor.status()["queue"])
+    meta = {"system": "task_adaptive", "snr_db": 10.0}
+    with WorkerClient(ray_front.endpoint, timeout_ms=120_000, retries=0) as c:
+        c.call("semantic_encode", {"image": _image(5, 64)}, meta=dict(meta, session="s1", round=0), profile="tiny")
+        c.call("semantic_encode", {"image": _image(5, 64)}, meta=meta, profile="tiny")  # no session: Ray
+    q1 = ray_front.executor.status()["queue"]
+    assert q1["local_session_calls"] - q0["local_session_calls"] == 1
+    assert q1["answered"] - q0["answered"] == 1
