@@ -64,7 +64,7 @@ def _comparable(rows):
     for r in rows:
         r = dict(r)
         r.pop("timings", None)
-        r["extra"] = {k: v for k, v in (r.get("extra") or {}).items() if not k.endswith("_s")}
+        r["extra"] = {k: v for k, v in (r.get("extra") or {}).items() if not k.endswith(("_s", "_ms"))}
         out.append(r)
     return out
 
@@ -78,7 +78,7 @@ def _csv_cells(path):
     for r in rows:
         for t in H.TIMING_FIELDS:
             r.pop(t)
-        r["extra"] = {k: v for k, v in json.loads(r["extra"]).items() if not k.endswith("_s")}
+        r["extra"] = {k: v for k, v in json.loads(r["extra"]).items() if not k.endswith(("_s", "_ms"))}
     return rows
 
 
