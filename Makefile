@@ -51,7 +51,7 @@ $(STAMP)/venv: pyproject.toml constraints.txt | deps $(STAMP)
 	$(PIP) install -c constraints.txt setuptools wheel
 	$(PIP) install -c constraints.txt "torch==2.13.0"
 	$(PIP) install -c constraints.txt --no-build-isolation "pyldpc>=0.7.9"
-	$(PIP) install -c constraints.txt --no-build-isolation -e ".[test]"
+	$(PIP) install -c constraints.txt --no-build-isolation -e ".[test,ray]"
 	@touch $@
 
 venv: deps $(STAMP)/venv

@@ -217,12 +217,11 @@ def list_images(spec: Optional[str], limit: Optional[int] = None) -> List[Path]:
 
 
 # ----------------------------------------------------------------- systems
-def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
-    """Construct the systems and list the variants to run.
+def plan_variants(cfg: EvalConfig) -> List[Variant]:
+    """Check the systems (without loading any model) and list the variants to run.
 
     Raises:
-        EvalError: on an unknown system, or one that cannot be constructed here
-            (missing weights or packages); the message says which and why.
+        EvalError: on an unknown system or profile, or no systems.
     """
     from .. import systems as registry
 
@@ -235,14 +234,9 @@ def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
             specs[n] = registry.check(n, cfg.profile)
         except ValueError as e:
             raise EvalError(str(e)) from None
-    systems, variants = {}, []
+    variants = []
     for n in names:
         spec, profile = specs[n]
-        kwargs = {"backend": cfg.backend} if "backend" in spec.options(profile) else {}
-        try:
-            systems[n] = registry.build(n, profile, **kwargs)
-        except Exception as e:
-            raise EvalError(f"system {n!r} is unavailable here: {type(e).__name__}: {e}") from e
         if spec.backend(profile).rate_matched:
             for m in cfg.j2k_modulations:
                 if m == "auto":
@@ -253,6 +247,41 @@ def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
         else:
             variants.append(Variant(n, n, cfg.modulation if cfg.modulation == "auto" else int(cfg.modulation),
                                     str(cfg.rate)))
+    return variants
+
+
+def system_profile(name: str, cfg: EvalConfig) -> str:
+    """The profile system ``name`` runs with under ``cfg`` (its default when ``cfg.profile`` is None)."""
+    from .. import systems as registry
+
+    return registry.check(name, cfg.profile)[1]
+
+
+def build_system(name: str, cfg: EvalConfig):
+    """Construct one system for ``cfg`` (its profile and, where it has one, the LDPC backend).
+
+    Raises:
+        EvalError: the system cannot be constructed here (missing weights or packages).
+    """
+    from .. import systems as registry
+
+    spec, profile = registry.check(name, cfg.profile)
+    kwargs = {"backend": cfg.backend} if "backend" in spec.options(profile) else {}
+    try:
+        return registry.build(name, profile, **kwargs)
+    except Exception as e:
+        raise EvalError(f"system {name!r} is unavailable here: {type(e).__name__}: {e}") from e
+
+
+def build_systems(cfg: EvalConfig) -> Tuple[Dict[str, object], List[Variant]]:
+    """Construct the systems and list the variants to run.
+
+    Raises:
+        EvalError: on an unknown system, or one that cannot be constructed here
+            (missing weights or packages); the message says which and why.
+    """
+    variants = plan_variants(cfg)
+    systems = {n: build_system(n, cfg) for n in dict.fromkeys(v.system for v in variants)}
     return systems, variants
 
 
@@ -563,6 +592,8 @@ def _repeat_link(system, img, snr: float, link, rng_key: List[int], data_budget:
                                budget_symbols=data_budget)
             except BudgetError:
                 res = None
+            except INFRA_ERRORS:
+                raise
             except Exception as e:
                 raise EvalError(f"{label} at {snr:g} dB, predictability run {k}: {type(e).__name__}: {e}") from e
         varied = "channel+generation" if gen else "channel"
@@ -573,22 +604,64 @@ def _repeat_link(system, img, snr: float, link, rng_key: List[int], data_budget:
     return outs, varied
 
 
-def evaluate(cfg: EvalConfig) -> dict:
-    """Run an evaluation and write its outputs (see the module docstring).
+# ------------------------------------------------------------------- cells
+#: exceptions that say the machine, not the system, failed: never turned into a cell's verdict, retried on Ray
+INFRA_ERRORS = (ConnectionError, TimeoutError, MemoryError)
 
-    Returns:
-        dict: ``rows`` (all, envelope included), ``summary``, ``files`` (written),
-        ``new_rows`` and ``skipped_rows`` (rows taken from an earlier run by resume),
-        ``cliff`` (per system).
 
-    Raises:
-        EvalError: unusable settings (unknown or unavailable system, no images, ...).
+@dataclass(frozen=True)
+class Cell:
+    """One cell of a sweep: one variant of a system, one image, one SNR; the channel
+    and every other setting come from the run's :class:`EvalConfig`.
+
+    Attributes:
+        label (str): the row's system label (``jpeg2000-ldpc@16qam-r1/2`` for a variant).
+        system (str): the registered system.
+        modulation (int | str): QAM order or "auto".
+        rate (str): LDPC rate or "auto".
+        image (str): the image file.
+        snr (float): Es/N0 (dB).
     """
-    from tqdm import tqdm
 
-    from ..systems.jpeg2000_ldpc import BudgetError
-    from ..link import FrameLink, PhyConfig, run_link
+    label: str
+    system: str
+    modulation: Union[int, str]
+    rate: str
+    image: str
+    snr: float
 
+    @property
+    def name(self) -> str:
+        """The image's file name (the rows' ``image``)."""
+        return Path(self.image).name
+
+    def key(self, channel: str) -> Tuple[str, str, float, str]:
+        """The resume key of this cell's row."""
+        return _key(self.label, self.name, self.snr, channel)
+
+    def describe(self) -> str:
+        """``label on image at SNR dB``, for messages."""
+        return f"{self.label} on {self.name} at {self.snr:g} dB"
+
+
+def plan_cells(cfg: EvalConfig, files: Sequence[Path], variants: Sequence[Variant]) -> List[Cell]:
+    """Every cell of a run in the local run's order: images, then variants, then SNRs."""
+    return [Cell(v.label, v.system, v.modulation, v.rate, str(p), float(s))
+            for p in files for v in variants for s in cfg.snrs]
+
+
+@dataclass
+class _Settings:
+    """What a run derives from its config (checked once, the same in every process)."""
+
+    metrics: List[str]
+    img_metrics: List[str]
+    set_metrics: List[str]
+    reps: int
+    pred_metric: Optional[str]
+
+
+def _settings(cfg: EvalConfig) -> _Settings:
     if cfg.channel not in ("awgn", "rayleigh"):
         raise EvalError(f"unknown channel {cfg.channel!r}: use awgn or rayleigh")
     if not cfg.snrs:
@@ -598,8 +671,6 @@ def evaluate(cfg: EvalConfig) -> dict:
     metrics = parse_metrics(cfg.metrics)
     if "psnr" not in metrics:
         metrics = ["psnr"] + metrics
-    img_metrics = [m for m in metrics if METRICS[m].level == "image"]
-    set_metrics = [m for m in metrics if METRICS[m].level == "set"]
     reps = int(cfg.predictability or 0)
     if reps < 0 or reps == 1:
         raise EvalError(f"--predictability needs at least 2 repetitions (0: off), got {reps}")
@@ -609,14 +680,242 @@ def evaluate(cfg: EvalConfig) -> dict:
             pred_metric = choose_metric(cfg.pred_metric, prefer=metrics)
         except ValueError as e:
             raise EvalError(str(e)) from None
+    return _Settings(metrics, [m for m in metrics if METRICS[m].level == "image"],
+                     [m for m in metrics if METRICS[m].level == "set"], reps, pred_metric)
+
+
+#: systems built in this process, by (system, profile, backend): built once per process, whatever the cells
+_SYSTEMS: Dict[Tuple[str, str, str], object] = {}
+#: cell runners of this process, by the settings they depend on (see :func:`runner_for`)
+_RUNNERS: "OrderedDict[str, CellRunner]" = OrderedDict()
+
+
+class CellRunner:
+    """What the cells run in one process share: the systems (built once), the links,
+    the current image and a cache of metrics.
+
+    Args:
+        cfg (EvalConfig): the run's settings.
+        systems (dict | None): systems already built (by name); others are built on
+            first use, once per process.
+    """
+
+    def __init__(self, cfg: EvalConfig, systems: Optional[Dict[str, object]] = None):
+        self.cfg = cfg
+        self.settings = _settings(cfg)
+        self.systems: Dict[str, object] = dict(systems or {})
+        self.links: Dict[Tuple, object] = {}
+        self.metric_cache: "OrderedDict[tuple, dict]" = OrderedDict()
+        self._image: Tuple[Optional[str], Optional[tuple]] = (None, None)
+
+    def system(self, name: str):
+        """The system ``name`` (built on first use; EvalError if it cannot be built here)."""
+        if name not in self.systems:
+            key = (name, system_profile(name, self.cfg), str(self.cfg.backend))
+            if key not in _SYSTEMS:
+                _SYSTEMS[key] = build_system(name, self.cfg)
+            self.systems[name] = _SYSTEMS[key]
+        return self.systems[name]
+
+    def link(self, modulation, rate):
+        """The forward link at (modulation, rate) over the run's channel."""
+        from ..link import FrameLink, PhyConfig
+
+        lk = (modulation, rate)
+        if lk not in self.links:
+            c = self.cfg
+            lc = PhyConfig(modulation=modulation, backend=c.backend, rate=rate, channel=c.channel,
+                           coherence=c.coherence, estimator=c.estimator, seed=c.seed)
+            self.links[lk] = _flowgraph_link(lc) if c.flowgraph else FrameLink(lc)
+        return self.links[lk]
+
+    def image(self, path: str, preloaded: Optional[np.ndarray] = None) -> Tuple[np.ndarray, str]:
+        """The image at ``path`` (``preloaded`` when given) and its hash, kept while cells use it."""
+        if self._image[0] != path:
+            if preloaded is None:
+                img = load_image(path)  # 16-bit images scaled, not clipped
+            else:  # a read-only array (Ray's object store) is copied: some kernels round differently on it
+                img = preloaded if preloaded.flags.writeable else np.array(preloaded, copy=True)
+            self._image = (path, (img, _sha(img)))
+        return self._image[1]
+
+    def close(self) -> None:
+        """Close the links (the flowgraph ones hold a running top block)."""
+        for link in self.links.values():
+            if hasattr(link, "close"):
+                link.close()
+        self.links.clear()
+
+
+def pin_torch_threads(n: Optional[int] = None) -> Optional[int]:
+    """Fix torch's CPU threads for the cells this process runs: ``n``, or the current
+    setting; returns it (None without torch).
+
+    float32 results depend on the number of threads (the order of the sums), and the
+    first parallel numba kernel (the LDPC decoder) starts numba's OpenMP threads, which
+    resets OpenMP's thread count to the machine's cores mid-run; so numba's threads are
+    started first, then torch's set, and every cell of a process runs with the same count.
+    """
+    try:
+        import torch
+    except ImportError:
+        return None
+    n = int(n or torch.get_num_threads())
+    try:
+        from numba.np.ufunc import parallel
+
+        parallel._launch_threads()
+    except Exception:
+        pass
+    torch.set_num_threads(n)
+    return n
+
+
+def _runner_key(cfg: EvalConfig) -> str:
+    c = {k: v for k, v in asdict(cfg).items() if k not in ("out", "resume", "progress", "quality_table", "images",
+                                                            "limit", "systems")}
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+def runner_for(cfg: EvalConfig) -> CellRunner:
+    """This process's :class:`CellRunner` for ``cfg`` (a worker keeps a few, its systems built once)."""
+    k = _runner_key(cfg)
+    if k not in _RUNNERS:
+        _RUNNERS[k] = CellRunner(cfg)
+        while len(_RUNNERS) > 4:
+            _RUNNERS.popitem(last=False)[1].close()
+    _RUNNERS.move_to_end(k)
+    return _RUNNERS[k]
+
+
+def evaluate_cell(cell: Cell, cfg: EvalConfig, runner: Optional[CellRunner] = None,
+                  image: Optional[np.ndarray] = None) -> dict:
+    """One cell's row: the image through the system and the PHY, scored.
+
+    The result depends on the cell and ``cfg`` only: the channel stream is drawn from
+    ``(seed, crc32(image name), round(1000 SNR))`` (the same for every system, whichever
+    process runs the cell and whichever cells ran before), and the predictability
+    repetitions from that key extended by the repetition.
+
+    Args:
+        cell (Cell): what to run.
+        cfg (EvalConfig): the run's settings.
+        runner (CellRunner | None): the process's shared state (default: :func:`runner_for`).
+        image (np.ndarray | None): the image, already loaded (default: read from ``cell.image``).
+
+    Returns:
+        dict: the row (nested as in ``rows.json``).
+
+    Raises:
+        EvalError: the system failed or cannot be built here.
+    """
+    return _run_cell(cell, cfg, runner, image)[0]
+
+
+def _run_cell(cell: Cell, cfg: EvalConfig, runner: Optional[CellRunner] = None,
+              image: Optional[np.ndarray] = None) -> Tuple[dict, Optional[np.ndarray]]:
+    """:func:`evaluate_cell`, also returning the received image (None if lost)."""
+    from ..link import run_link
+    from ..systems.jpeg2000_ldpc import BudgetError
+
+    runner = runner or runner_for(cfg)
+    st = runner.settings
+    img, ref_hash = runner.image(cell.image, image)
+    name, snr = cell.name, cell.snr
+    h, w = img.shape[:2]
+    budget = int(math.floor(cfg.cbr * 3 * h * w))
+    system = runner.system(cell.system)
+    link = runner.link(cell.modulation, cell.rate)
+    pilots = getattr(getattr(link, "core", link), "pilots", None)
+    data_budget = pilots.n_data(budget) if pilots is not None else budget
+    # one channel stream per (seed, image, SNR), the same for every system and independent of
+    # which rows a resumed run skips and of the process that runs the cell
+    rng_key = [int(cfg.seed), zlib.crc32(name.encode()), int(round(snr * 1000)) & 0xFFFFFFFF]
+    rng = np.random.default_rng(rng_key)
+    row = {"system": cell.label, "base_system": cell.system, "modulation": cell.modulation, "rate": cell.rate,
+           "image": name, "height": h, "width": w, "snr": float(snr), "channel": cfg.channel,
+           "budget": budget, "cbr_target": cfg.cbr, "envelope_of": None, "fail_reason": None}
+    try:
+        res = run_link(system, img, snr, link, rng, budget_symbols=data_budget)
+    except BudgetError as e:
+        res = None
+        row.update(crc_ok=False, failed=True, header_lost=True, fail_reason=f"budget: {e}",
+                   channel_uses={"digital": 0, "analog": 0, "total": 0}, timings={}, extra={})
+    except INFRA_ERRORS:
+        raise
+    except Exception as e:
+        raise EvalError(f"{cell.describe()}: {type(e).__name__}: {e}") from e
+    if res is not None:
+        row.update(link_outcome(res), channel_uses=dict(res.channel_uses),
+                   timings={k: float(t) for k, t in res.timings.items()},
+                   extra={k: _plain(x) for k, x in {**res.frame_tx.meta,
+                                                    **res.frame_tx.meta.get("report", {})}.items()
+                          if isinstance(_plain(x), (int, float, str, bool))})
+    out_img = None if res is None else res.image
+    if out_img is not None and out_img.shape != img.shape:
+        # a receiver that lost the header (and the size with it) renders at its own
+        # size: scored at the reference's, and flagged
+        out_img = _resize_to(out_img, img.shape)
+        row["extra"]["resized_output"] = True
+    row["cbr_actual"] = achieved_cbr(row["channel_uses"]["total"], h, w)
+    t0 = time.perf_counter()
+    mkey = (ref_hash, None if out_img is None else _sha(out_img), tuple(st.img_metrics))
+    mres = runner.metric_cache.get(mkey)
+    if mres is None:
+        mres = compute_metrics(img, out_img, st.img_metrics)
+        runner.metric_cache[mkey] = mres
+        while len(runner.metric_cache) > 256:
+            runner.metric_cache.popitem(last=False)
+    row["metrics"] = {m: mres[m] for m in st.img_metrics}
+    row["timings"]["metrics_s"] = time.perf_counter() - t0
+    if st.reps:
+        t0 = time.perf_counter()
+        outs, varied = _repeat_link(system, img, snr, link, rng_key, data_budget, st.reps, out_img,
+                                    f"{cell.label} on {name}")
+        row.update(predictability_fields(outs, st.pred_metric, varied))
+        row["timings"]["pred_s"] = time.perf_counter() - t0
+    return row, out_img
+
+
+def evaluate(cfg: EvalConfig, ray: Optional[str] = None, ray_inflight: int = 0, ray_cpus: int = 1) -> dict:
+    """Run an evaluation and write its outputs (see the module docstring).
+
+    Args:
+        cfg (EvalConfig): the settings.
+        ray (str | None): run the cells as Ray tasks on the cluster at this address
+            ("auto": the running cluster, else a local one started for the run); None:
+            here, one after the other (:mod:`gensemcom.eval.ray_runner`).
+        ray_inflight (int): with ``ray``, at most this many cells submitted at once
+            (0: twice the cluster's CPUs).
+        ray_cpus (int): with ``ray``, CPUs per cell (and torch threads: float32 results
+            depend on them; the local run uses torch's setting, the machine's cores).
+
+    Returns:
+        dict: ``rows`` (all, envelope included), ``summary``, ``files`` (written),
+        ``new_rows`` and ``skipped_rows`` (rows taken from an earlier run by resume),
+        ``cliff`` (per system); with ``ray`` also ``failed_cells`` (cell, reason),
+        ``retried_cells`` (cell, attempts) and ``cluster`` (its resources).
+
+    Raises:
+        EvalError: unusable settings (unknown or unavailable system, no images, ...).
+    """
+    from tqdm import tqdm
+
+    st = _settings(cfg)
+    metrics, img_metrics, set_metrics = st.metrics, st.img_metrics, st.set_metrics
+    if not ray:
+        pin_torch_threads()
     files = list_images(cfg.images, cfg.limit)
-    systems, variants = build_systems(cfg)
+    if ray:  # the systems are built on the workers
+        systems, variants = None, plan_variants(cfg)
+    else:
+        systems, variants = build_systems(cfg)
 
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     conf = {k: _plain(v) for k, v in asdict(cfg).items()}
     conf["metrics"] = metrics
-    conf["pred_metric"] = pred_metric  # the distance actually used (None: predictability off)
+    conf["pred_metric"] = st.pred_metric  # the distance actually used (None: predictability off)
     conf_path = out / "config.json"
     if cfg.resume and conf_path.is_file():
         old = json.loads(conf_path.read_text())
@@ -626,100 +925,44 @@ def evaluate(cfg: EvalConfig) -> dict:
                             "use the same settings or another --out")
     conf_path.write_text(json.dumps(conf, indent=1))
 
-    fields = BASE_FIELDS + img_metrics + TIMING_FIELDS + ["extra"] + (PRED_FIELDS if reps else [])
+    fields = BASE_FIELDS + img_metrics + TIMING_FIELDS + ["extra"] + (PRED_FIELDS if st.reps else [])
     csv_path = out / "rows.csv"
     previous = read_rows_csv(csv_path, img_metrics) if cfg.resume else []
     done = {_key(r["system"], r["image"], r["snr"], r["channel"]) for r in previous}
-    log = _CsvLog(csv_path, fields, cfg.resume)
-
-    rows = list(previous)
-    new_rows = skipped = 0
-    links: Dict[Tuple[int, str], object] = {}
-    metric_cache: "OrderedDict[tuple, dict]" = OrderedDict()
+    cells = plan_cells(cfg, files, variants)
+    todo = [c for c in cells if c.key(cfg.channel) not in done]
+    skipped = len(cells) - len(todo)
     # set-level metrics (FID) need the received images: kept only when their weights exist
     set_ok = set_metrics and not all(str(v).startswith("not computed")
                                      for v in compute_set_metrics([], [], set_metrics).values())
     fid_sets: Optional[Dict[tuple, list]] = {} if set_ok else None
-    total = len(files) * len(variants) * len(cfg.snrs)
-    bar = tqdm(total=total, desc="eval", unit="run", disable=not cfg.progress, dynamic_ncols=True)
+    new: List[Tuple[Cell, dict]] = []
+    log = _CsvLog(csv_path, fields, cfg.resume)
+
+    def on_row(cell: Cell, row: dict, out_img: Optional[np.ndarray], ref: Optional[np.ndarray] = None) -> None:
+        new.append((cell, row))
+        log.write(_flat(row, img_metrics))
+        if fid_sets is not None and out_img is not None:
+            ref = load_image(cell.image) if ref is None else ref
+            fid_sets.setdefault((cell.label, float(cell.snr)), []).append((ref, out_img))
+
+    report: dict = {}
     try:
-        for path in files:
-            name = path.name
-            todo = [(v, s) for v in variants for s in cfg.snrs if _key(v.label, name, s, cfg.channel) not in done]
-            skipped += len(variants) * len(cfg.snrs) - len(todo)
-            bar.update(len(variants) * len(cfg.snrs) - len(todo))
-            if not todo:
-                continue
-            img = load_image(path)  # 16-bit images scaled, not clipped
-            h, w = img.shape[:2]
-            budget = int(math.floor(cfg.cbr * 3 * h * w))
-            ref_hash = _sha(img)
-            for v, snr in todo:
-                lk = (v.modulation, v.rate)
-                if lk not in links:
-                    lc = PhyConfig(modulation=v.modulation, backend=cfg.backend, rate=v.rate, channel=cfg.channel,
-                                    coherence=cfg.coherence, estimator=cfg.estimator, seed=cfg.seed)
-                    links[lk] = _flowgraph_link(lc) if cfg.flowgraph else FrameLink(lc)
-                link = links[lk]
-                pilots = getattr(getattr(link, "core", link), "pilots", None)
-                data_budget = pilots.n_data(budget) if pilots is not None else budget
-                # one channel stream per (seed, image, SNR), the same for every system and independent of
-                # which rows a resumed run skips
-                rng_key = [int(cfg.seed), zlib.crc32(name.encode()), int(round(snr * 1000)) & 0xFFFFFFFF]
-                rng = np.random.default_rng(rng_key)
-                row = {"system": v.label, "base_system": v.system, "modulation": v.modulation, "rate": v.rate,
-                       "image": name, "height": h, "width": w, "snr": float(snr), "channel": cfg.channel,
-                       "budget": budget, "cbr_target": cfg.cbr, "envelope_of": None, "fail_reason": None}
-                try:
-                    res = run_link(systems[v.system], img, snr, link, rng, budget_symbols=data_budget)
-                except BudgetError as e:
-                    res = None
-                    row.update(crc_ok=False, failed=True, header_lost=True, fail_reason=f"budget: {e}",
-                               channel_uses={"digital": 0, "analog": 0, "total": 0}, timings={}, extra={})
-                except Exception as e:
-                    raise EvalError(f"{v.label} on {name} at {snr:g} dB: {type(e).__name__}: {e}") from e
-                if res is not None:
-                    row.update(link_outcome(res), channel_uses=dict(res.channel_uses),
-                               timings={k: float(t) for k, t in res.timings.items()},
-                               extra={k: _plain(x) for k, x in {**res.frame_tx.meta,
-                                                                **res.frame_tx.meta.get("report", {})}.items()
-                                      if isinstance(_plain(x), (int, float, str, bool))})
-                out_img = None if res is None else res.image
-                if out_img is not None and out_img.shape != img.shape:
-                    # a receiver that lost the header (and the size with it) renders at its own
-                    # size: scored at the reference's, and flagged
-                    out_img = _resize_to(out_img, img.shape)
-                    row["extra"]["resized_output"] = True
-                row["cbr_actual"] = achieved_cbr(row["channel_uses"]["total"], h, w)
-                t0 = time.perf_counter()
-                mkey = (ref_hash, None if out_img is None else _sha(out_img))
-                mres = metric_cache.get(mkey)
-                if mres is None:
-                    mres = compute_metrics(img, out_img, img_metrics)
-                    metric_cache[mkey] = mres
-                    while len(metric_cache) > 256:
-                        metric_cache.popitem(last=False)
-                row["metrics"] = {m: mres[m] for m in img_metrics}
-                row["timings"]["metrics_s"] = time.perf_counter() - t0
-                if reps:
-                    t0 = time.perf_counter()
-                    outs, varied = _repeat_link(systems[v.system], img, snr, link, rng_key, data_budget, reps,
-                                                out_img, f"{v.label} on {name}")
-                    row.update(predictability_fields(outs, pred_metric, varied))
-                    row["timings"]["pred_s"] = time.perf_counter() - t0
-                if fid_sets is not None and out_img is not None:
-                    fid_sets.setdefault((v.label, float(snr)), []).append((img, out_img))
-                rows.append(row)
-                log.write(_flat(row, img_metrics))
-                new_rows += 1
-                bar.update(1)
-                bar.set_postfix_str(f"{v.label} {name} {snr:g}dB psnr={row['metrics']['psnr']:.2f}")
+        if ray:
+            from .ray_runner import run_cells
+
+            report = run_cells(cfg, todo, on_row, address=ray, total=len(cells), skipped=skipped,
+                               keep_images=fid_sets is not None, inflight=ray_inflight, cpus=ray_cpus)
+        else:
+            _run_local(cfg, todo, CellRunner(cfg, systems), on_row, len(cells), skipped, tqdm)
     finally:
-        bar.close()
         log.close()
-        for link in links.values():
-            if hasattr(link, "close"):
-                link.close()
+    order = {c: i for i, c in enumerate(cells)}
+    if ray:  # completion order -> the local run's order, in rows.csv too
+        new.sort(key=lambda cr: order[cr[0]])
+        _reorder_csv(csv_path, len(previous), {c.key(cfg.channel): i for c, i in order.items()})
+    rows = list(previous) + [r for _, r in new]
+    new_rows = len(new)
 
     if any("@" in str(r["system"]) for r in rows):
         rows = [r for r in rows if not str(r["system"]).endswith(DERIVED_SUFFIXES)] + envelope_rows(rows)
@@ -740,8 +983,49 @@ def evaluate(cfg: EvalConfig) -> dict:
     cliffs = {s: cliff_snr(summary, s) for s in dict.fromkeys(x["system"] for x in summary)}
     (out / "cliff.json").write_text(json.dumps(cliffs, indent=1))
     result_files.append(str(out / "cliff.json"))
-    return {"rows": rows, "summary": summary, "files": result_files, "new_rows": new_rows,
-            "skipped_rows": skipped, "cliff": cliffs, "metrics": img_metrics + set_metrics}
+    res = {"rows": rows, "summary": summary, "files": result_files, "new_rows": new_rows,
+           "skipped_rows": skipped, "cliff": cliffs, "metrics": img_metrics + set_metrics}
+    if ray:
+        res.update(failed_cells=report.get("failed", []), retried_cells=report.get("retried", []),
+                   cluster=report.get("cluster", {}))
+    return res
+
+
+def _run_local(cfg: EvalConfig, todo: Sequence[Cell], runner: CellRunner, on_row, total: int, skipped: int,
+               tqdm) -> None:
+    """The cells here, one after the other (the default); a failing system stops the run."""
+    bar = tqdm(total=total, initial=skipped, desc="eval", unit="run", disable=not cfg.progress, dynamic_ncols=True)
+    try:
+        for cell in todo:
+            img, _ = runner.image(cell.image)
+            row, out_img = _run_cell(cell, cfg, runner)
+            on_row(cell, row, out_img, img)
+            bar.update(1)
+            bar.set_postfix_str(f"{cell.label} {cell.name} {cell.snr:g}dB psnr={row['metrics']['psnr']:.2f}")
+    finally:
+        bar.close()
+        runner.close()
+
+
+def _reorder_csv(path: Path, keep: int, order: Dict[tuple, int]) -> None:
+    """Sort the rows of ``rows.csv`` after its first ``keep`` (an earlier run's) by ``order``
+    (row key -> position), each record kept as written; through a temporary file, so the
+    file is never half-written."""
+    with open(path, newline="") as f:
+        records = list(csv.reader(f))
+    if len(records) <= keep + 2:
+        return
+    header, body = records[0], records[1:]
+    at = {k: i for i, k in enumerate(header)}
+
+    def pos(rec):
+        return order.get(_key(rec[at["system"]], rec[at["image"]], rec[at["snr"]], rec[at["channel"]]), len(order))
+
+    body = body[:keep] + sorted(body[keep:], key=pos)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows([header] + body)
+    os.replace(tmp, path)
 
 
 def quality_table(summary: Sequence[dict], channel: str, metric: str = "psnr") -> dict:
@@ -872,6 +1156,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pred-metric", default="auto", choices=["auto", *PRED_METRICS],
                    help="predictability distance: auto (default): LPIPS where its weights are present locally, "
                         "else effnet-lite0-feat (an EfficientNet-Lite0 feature distance, never called LPIPS)")
+    p.add_argument("--ray", metavar="ADDRESS", default=None,
+                   help="run every cell as a Ray task on the cluster at ADDRESS, 'auto' (the running cluster, "
+                        "else a local one started for the run) or 'local' (a new local one); same rows, resume "
+                        "and outputs as the local run; "
+                        "needs the ray extra (pip install .[ray])")
+    p.add_argument("--ray-inflight", type=int, default=0, metavar="N",
+                   help="with --ray: at most N cells submitted at once (default 0: twice the cluster's CPUs)")
+    p.add_argument("--ray-cpus", type=int, default=1, metavar="N",
+                   help="with --ray: CPUs (and torch threads) per cell (default 1; float32 numbers of torch systems "
+                        "equal the local run's to the bit with the same threads, e.g. OMP_NUM_THREADS=1 locally)")
     p.set_defaults(func=run_eval)
     return p
 
@@ -895,10 +1189,20 @@ def run_eval(args) -> int:
     """The ``gensemcom eval`` entry point; returns the exit status."""
     try:
         cfg = config_from_args(args)
-        res = evaluate(cfg)
+        res = evaluate(cfg, ray=getattr(args, "ray", None), ray_inflight=getattr(args, "ray_inflight", 0) or 0,
+                       ray_cpus=getattr(args, "ray_cpus", 1) or 1)
     except (EvalError, ValueError) as e:
         print(f"gensemcom eval: error: {e}", file=sys.stderr)
         return 2
+    if "cluster" in res:
+        from .ray_runner import format_report
+
+        c = res["cluster"]
+        print(f"on ray: {c.get('nodes')} node(s), {c.get('CPU', 0):g} CPU, {c.get('GPU', 0):g} GPU, "
+              f"at most {c.get('inflight')} cells in flight")
+        report = format_report(res["failed_cells"], res["retried_cells"])
+        if report:
+            print(report)
     shown = [s for s in dict.fromkeys(x["system"] for x in res["summary"]) if "@" not in s]
     print(f"{res['new_rows']} rows run, {res['skipped_rows']} taken from an earlier run; outputs in {cfg.out}")
     print("PSNR/SSIM/MS-SSIM: failed images scored 0; psnr_ok: received images only\n")
@@ -913,7 +1217,7 @@ def run_eval(args) -> int:
     if pred:
         print(f"\npredictability ({cfg.predictability} runs each; mean +/- std over all pairs of received images):")
         print(pred)
-    return 0
+    return 1 if res.get("failed_cells") else 0
 
 
 def main(argv=None) -> int:
