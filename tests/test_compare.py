@@ -10,8 +10,6 @@ the analog one still delivers.
 """
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,15 +19,7 @@ pytest.importorskip("gnuradio")
 from gensemcom.eval import compare as C  # noqa: E402
 from gensemcom.image_io import save_image  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
-
-
-def gensemcom(*args, timeout=900):
-    import os
-
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "gensemcom.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+from test_link_cli import gensemcom  # noqa: E402  (the CLI in a subprocess, offline)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +66,7 @@ def test_compare_end_to_end_tiny(picture, tmp_path):
     out = tmp_path / "cmp"
     r = gensemcom("compare", "--profile", "tiny", "--systems", "deepjscc,jpeg2000-ldpc,gened_sc",
                   "--image", str(picture), "--size", "128", "--snr", "12", "--snrs", "0,12", "--out", str(out),
-                  "--json")
+                  "--json", timeout=900)
     assert r.returncode == 0, r.stderr[-4000:]
     rep = json.loads(r.stdout)
     assert json.loads((out / "report.json").read_text()) == rep

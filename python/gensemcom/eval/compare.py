@@ -54,17 +54,19 @@ class CompareError(ValueError):
 
 
 def parse_snrs(spec: str) -> List[float]:
-    """``"0,3,6"`` or ``"0:12:3"`` (stop included) -> SNRs in dB; ``""`` -> no sweep."""
+    """``"0,3,6"`` or ``"0:12:3"`` (stop included) -> SNRs in dB; ``""`` -> no sweep.
+
+    The eval harness's parser (:func:`gensemcom.eval.ber.parse_snrs`), with the step
+    required in a range."""
+    from .ber import parse_snrs as parse
+
     spec = spec.strip()
     if not spec:
         return []
     try:
-        if ":" in spec:
-            a, b, c = (float(t) for t in spec.split(":"))
-            if c <= 0:
-                raise ValueError
-            return [round(float(x), 6) for x in np.arange(a, b + c / 2, c)]
-        return [float(t) for t in spec.split(",") if t.strip()]
+        if ":" in spec and spec.count(":") != 2:
+            raise ValueError
+        return parse(spec)
     except ValueError:
         raise CompareError(f"--snrs must be a list (0,3,6) or start:stop:step with step > 0, got {spec!r}") from None
 
@@ -89,14 +91,9 @@ def resolve_systems(spec: str, profile: str) -> List[str]:
     return names
 
 
-def _resize_to(image: np.ndarray, shape) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(image).resize((int(shape[1]), int(shape[0])), Image.BICUBIC))
-
-
 def _score(ref: np.ndarray, img: Optional[np.ndarray], names: Sequence[str]) -> Dict:
     """Metrics of one received image (None: lost, scored 0) at the sent image's size."""
+    from .harness import _resize_to
     from .metrics import compute_metrics
 
     resized = img is not None and img.shape != ref.shape
@@ -186,6 +183,8 @@ def save_grid(ref: np.ndarray, results: List[Dict], path: str, title: str = "") 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .harness import _resize_to
 
     n = len(results) + 1
     cols = n if n <= 5 else (n + 1) // 2
