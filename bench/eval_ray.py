@@ -32,19 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from gensemcom.eval import harness as H  # noqa: E402
 
 
-def _comparable(rows):
-    out = []
-    for r in rows:
-        r = dict(r)
-        r.pop("timings", None)
-        r["extra"] = {k: v for k, v in (r.get("extra") or {}).items() if not k.endswith(("_s", "_ms"))}
-        out.append(r)
-    return out
-
-
 def _compare(a, b):
     """(identical rows, rows differing only in metric values, max |metric difference|, channel uses equal)."""
-    a, b = _comparable(a), _comparable(b)
+    a, b = H.comparable_rows(a), H.comparable_rows(b)
     if len(a) != len(b):
         return {"rows": (len(a), len(b)), "identical": 0}
     same = metric_only = 0
@@ -159,7 +149,7 @@ def main(argv=None) -> int:
     report["ray_vs_local_1thread"] = _compare(runs["local-1thread"]["rows"], runs["ray"]["rows"])
     report["ray_kill_vs_ray"] = _compare(runs["ray"]["rows"], runs["ray-kill"]["rows"])
     by_system = {}
-    for x, y in zip(_comparable(runs["local"]["rows"]), _comparable(runs["ray"]["rows"])):
+    for x, y in zip(H.comparable_rows(runs["local"]["rows"]), H.comparable_rows(runs["ray"]["rows"])):
         by_system.setdefault(x["system"], [0, 0])[x == y] += 1
     report["ray_vs_local_identical_by_system"] = {s: {"identical": v[1], "differ": v[0]} for s, v in by_system.items()}
     out.mkdir(parents=True, exist_ok=True)

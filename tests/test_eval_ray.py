@@ -58,17 +58,6 @@ def _parse(argv):
     return p.parse_args(["eval", *argv])
 
 
-def _comparable(rows):
-    """Rows without what depends on the machine's speed (timings)."""
-    out = []
-    for r in rows:
-        r = dict(r)
-        r.pop("timings", None)
-        r["extra"] = {k: v for k, v in (r.get("extra") or {}).items() if not k.endswith(("_s", "_ms"))}
-        out.append(r)
-    return out
-
-
 def _csv_cells(path):
     """rows.csv without the timing columns (and the timings in ``extra``)."""
     import csv
@@ -107,7 +96,7 @@ def test_ray_sweep_equals_local_run_and_resumes(cluster, images, local_run, tmp_
     assert ray.is_initialized()  # the test's cluster is kept: the run did not start it
     rows = json.loads((out / "rows.json").read_text())
     assert len(rows) == len(local["rows"]) >= N_CELLS
-    assert _comparable(rows) == _comparable(json.loads((local_out / "rows.json").read_text()))
+    assert H.comparable_rows(rows) == H.comparable_rows(json.loads((local_out / "rows.json").read_text()))
     assert json.loads((out / "summary.json").read_text()) == json.loads((local_out / "summary.json").read_text())
     assert (out / "summary.txt").read_text() == (local_out / "summary.txt").read_text()
     assert _csv_cells(out / "rows.csv") == _csv_cells(local_out / "rows.csv")  # sorted as the local run's
@@ -134,7 +123,7 @@ def test_a_killed_worker_s_cell_is_retried_and_reported(cluster, images, local_r
     printed = capsys.readouterr().out
     assert os.path.exists(str(crash_spec) + ".done")  # the worker did exit while running that cell
     assert "1 cell(s) needed more than one attempt" in printed and f"{victim.describe()}: 2 attempts" in printed
-    assert _comparable(json.loads((out / "rows.json").read_text())) == _comparable(local["rows"])
+    assert H.comparable_rows(json.loads((out / "rows.json").read_text())) == H.comparable_rows(local["rows"])
     crash_spec.unlink()
 
 

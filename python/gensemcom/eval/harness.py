@@ -533,6 +533,18 @@ def cliff_snr(summary: Sequence[dict], system: str) -> Dict[str, Optional[float]
 
 
 # --------------------------------------------------------------------- run
+def comparable_rows(rows: Sequence[dict]) -> List[dict]:
+    """Rows without what depends on the machine's speed (``timings`` and the ``*_s`` /
+    ``*_ms`` entries of ``extra``), to compare two runs of the same sweep (local and on Ray)."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        r.pop("timings", None)
+        r["extra"] = {k: v for k, v in (r.get("extra") or {}).items() if not k.endswith(("_s", "_ms"))}
+        out.append(r)
+    return out
+
+
 def link_outcome(result) -> dict:
     """A link result's verdict as row fields: ``crc_ok``, ``failed`` (no image),
     ``header_lost`` (the protected header did not arrive: ``result.header_ok``, or the
