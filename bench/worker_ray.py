@@ -23,7 +23,6 @@ import argparse
 import json
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Dict
 
@@ -31,26 +30,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from gensemcom.worker.client import LocalWorker, WorkerClient  # noqa: E402
-from gensemcom.worker.stats import percentiles_ms  # noqa: E402
 
-
-def _timed(fn, iterations: int, warmup: int) -> Dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    lat = []
-    for _ in range(iterations):
-        t0 = time.perf_counter()
-        fn()
-        lat.append(time.perf_counter() - t0)
-    return percentiles_ms(lat)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from worker_bench import timed_median  # noqa: E402  (the same client-side timing as the ZMQ worker's bench)
 
 
 def _measure(address: str, x: np.ndarray, args: argparse.Namespace) -> Dict[str, Any]:
     with WorkerClient(address, timeout_ms=60_000, retries=0) as client:
         reply = client.call("wait", {"x": x}, meta={"delay_ms": 0})
         assert np.array_equal(reply["x"], x)
-        queued = _timed(lambda: client.call("wait", {"x": x}, meta={"delay_ms": 0}), args.iterations, args.warmup)
-        inline = _timed(lambda: client.call("echo", {"x": x}), args.iterations, args.warmup)
+        queued = timed_median(lambda: client.call("wait", {"x": x}, meta={"delay_ms": 0}), args.iterations, args.warmup)
+        inline = timed_median(lambda: client.call("echo", {"x": x}), args.iterations, args.warmup)
     return {"wait_ms": queued, "echo_inline_ms": inline}
 
 

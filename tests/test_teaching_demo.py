@@ -217,29 +217,10 @@ def qapp():
         yield QtWidgets.QApplication.instance() or QtWidgets.QApplication([sys.argv[0]])
 
 
-class poster(gr.basic_block):
-    """Publishes the messages a test gives it on its ``out`` port."""
-
-    def __init__(self):
-        gr.basic_block.__init__(self, "test_poster", None, None)
-        self.message_port_register_out(pmt.intern("out"))
-
-    def post(self, msg):
-        self.message_port_pub(pmt.intern("out"), msg)
-
-
-def _pump(app, pred, timeout=10.0):
-    t_end = time.monotonic() + timeout
-    while True:
-        app.processEvents()
-        v = pred()
-        if v or time.monotonic() > t_end:
-            return v
-        time.sleep(0.005)
-
-
 @pytest.mark.flowgraph
 def test_link_monitor_shows_one_column_per_link(qapp):
+    from test_image_display import poster, pump  # the image display's test helpers (that module needs PyQt5)
+
     tb = gr.top_block()
     src, mon = poster(), gensemcom.link_monitor(title="Links", systems="tisc, deepjscc")
     tb.msg_connect(src, "out", mon, "in")
@@ -258,7 +239,7 @@ def test_link_monitor_shows_one_column_per_link(qapp):
         src.post(pmt.intern("not stats"))
         src.post(pmt.to_pmt({"system": "tisc", "channel": "rayleigh", "snr_db": 5.0, "received": False,
                              "images_received": 1, "images_lost": 1, "images_skipped": 2, "frames_lost": 1}))
-        assert _pump(qapp, lambda: mon.counters()["shown"] == 4)
+        assert pump(qapp, lambda: mon.counters()["shown"] == 4, timeout=10.0)
     finally:
         tb.stop()
         tb.wait()

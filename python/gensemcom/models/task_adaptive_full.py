@@ -81,6 +81,15 @@ def _load(kind: str, mid: str, fn):
                                 "download") from e
 
 
+def _processor_and_model(kind: str, mid: Optional[str], proc_cls, model_cls, device: str):
+    """(processor, model in eval mode on ``device``) of ``kind`` from ``mid`` (default
+    :func:`model_id` ``(kind)``), both through :func:`_load` (cache first, then the hub)."""
+    mid = model_id(kind, mid)
+    proc = _load(kind, mid, lambda off: proc_cls.from_pretrained(mid, local_files_only=off))
+    model = _load(kind, mid, lambda off: model_cls.from_pretrained(mid, local_files_only=off))
+    return proc, model.to(device).eval()
+
+
 def load_segmenter(mid: Optional[str] = None, device: str = "cpu"):
     """The SegFormer segmenter and its image processor.
 
@@ -96,11 +105,7 @@ def load_segmenter(mid: Optional[str] = None, device: str = "cpu"):
     """
     from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-    mid = model_id("segmenter", mid)
-    proc = _load("segmenter", mid, lambda off: AutoImageProcessor.from_pretrained(mid, local_files_only=off))
-    model = _load("segmenter", mid, lambda off: AutoModelForSemanticSegmentation.from_pretrained(
-        mid, local_files_only=off))
-    return proc, model.to(device).eval()
+    return _processor_and_model("segmenter", mid, AutoImageProcessor, AutoModelForSemanticSegmentation, device)
 
 
 def load_clipseg(mid: Optional[str] = None, device: str = "cpu"):
@@ -118,11 +123,7 @@ def load_clipseg(mid: Optional[str] = None, device: str = "cpu"):
     """
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
-    mid = model_id("clipseg", mid)
-    proc = _load("clipseg", mid, lambda off: CLIPSegProcessor.from_pretrained(mid, local_files_only=off))
-    model = _load("clipseg", mid, lambda off: CLIPSegForImageSegmentation.from_pretrained(
-        mid, local_files_only=off))
-    return proc, model.to(device).eval()
+    return _processor_and_model("clipseg", mid, CLIPSegProcessor, CLIPSegForImageSegmentation, device)
 
 
 def load_controlnet(kind: str, mid: Optional[str] = None, dtype=None):
